@@ -1,0 +1,58 @@
+# Two commands for a fresh clone: `make run` and `make test`. Each one sets up .venv on its own.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# A directory remote shared by the clones on this machine, so `dvc push` in one and `dvc pull` in another work.
+DVC_REMOTE ?= $(HOME)/.local/share/fashionvlp/dvc-remote
+MLFLOW_PORT ?= 5000
+
+export MLFLOW_DISABLE_TELEMETRY=true
+export PREFECT_SERVER_ANALYTICS_ENABLED=false
+export DO_NOT_TRACK=true
+export DVC_NO_ANALYTICS=1
+export HF_HUB_OFFLINE=1
+export TRANSFORMERS_OFFLINE=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench clean-venv
+
+setup: $(STAMP) dvc-remote
+
+# torch and torchvision go in first and pinned: an unpinned resolve would pull gigabytes of other builds.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[serve,dev]"
+	@touch $(STAMP)
+
+dvc-remote: $(STAMP)
+	@mkdir -p "$(DVC_REMOTE)"
+	@$(VENV)/bin/dvc remote add --local --force --default local "$(DVC_REMOTE)" >/dev/null
+
+run: setup
+	$(PY) flows/retrain.py
+
+test: setup
+	$(PY) -m pytest -q
+
+mlflow-ui: setup
+	@mkdir -p mlflow/artifacts
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	    --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
+	    --default-artifact-root file://$(CURDIR)/mlflow/artifacts
+
+# The embedded catalog: fetch it from the DVC remote, or regenerate it and check it against data.dvc.
+data: setup
+	$(VENV)/bin/fashionvlp data materialize
+
+validate: setup
+	$(VENV)/bin/dvc repro validate
+
+bench: setup
+	$(PY) bench/synth_speed.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,90 @@
+"""The retraining flow. Stages built so far: data version check → validation, tracked in MLflow.
+
+Run it with ``make run`` (or ``python flows/retrain.py``). With PREFECT_API_URL unset Prefect starts a
+temporary local API, so no server is needed. Tasks pass paths and ids, never data.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                     "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
+                     "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}.items():
+    os.environ.setdefault(_key, _value)
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.stages import data as data_stages  # noqa: E402
+from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class RetrainParameters(BaseModel):
+    params_file: str = str(REPO / "params.yaml")
+    presets: list[str] = Field(default_factory=list)
+    overrides: list[str] = Field(default_factory=list)
+    run_name: str = "retrain"
+
+    def load(self) -> Params:
+        return load_params(self.params_file, self.presets, self.overrides)
+
+
+@task(name="data-version-check", retries=2, retry_delay_seconds=2)
+def data_version_check(parameters: RetrainParameters) -> dict:
+    """Catalog on disk and equal to its DVC pin (pulled or regenerated when absent)."""
+    result = data_stages.materialize(parameters.load())
+    return {"catalog": str(result.catalog), "how": result.how, **result.version.__dict__}
+
+
+@task(name="validate")
+def validate(parameters: RetrainParameters, catalog: str) -> dict:
+    result = data_stages.validate(parameters.load(), Path(catalog))
+    return {"report_json": str(result.report_json), "report_md": str(result.report_md), "counts": result.counts}
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
+    logger = get_run_logger()
+    params = parameters.load()
+    tracking = Tracking.from_params(params)
+    run_id = tracking.start_run(parameters.run_name, tags={"pipeline": "retrain"})
+    tracking.log_params(run_id, params.flat())
+    try:
+        version = data_version_check(parameters)
+        tracking.set_tags(run_id, {f"data.{k}": str(v) for k, v in version.items() if k != "catalog"}
+                          | ({"mlflow.source.git.commit": version["git_sha"]} if version.get("git_sha") else {}))
+        logger.info("catalog %s (%s), dvc md5 %s", version["catalog"], version["how"], version["dvc_md5"])
+        report = validate(parameters, version["catalog"])
+        tracking.log_metrics(run_id, {f"data.{k}": v for k, v in report["counts"].items()})
+        tracking.log_artifact(run_id, Path(report["report_md"]), "validation")
+        tracking.log_artifact(run_id, Path(report["report_json"]), "validation")
+    except BaseException:
+        tracking.end_run(run_id, "FAILED")
+        raise
+    tracking.end_run(run_id)
+    return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
+            "data_version": version, "validation": report}
+
+
+def main(argv: list[str]) -> int:
+    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
+    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
+    out = retrain(RetrainParameters(presets=presets, overrides=overrides))
+    print("\n== where to look ==")
+    print(f"MLflow run:      {out['run_id']}  (experiment '{out['experiment']}', store {out['tracking_uri']})")
+    print("MLflow UI:       make mlflow-ui   → http://127.0.0.1:5000")
+    print(f"Data version:    dvc md5 {out['data_version']['dvc_md5']}  git {out['data_version']['git_sha']}"
+          f"  ({out['data_version']['how']})")
+    print(f"Validation:      {out['validation']['report_md']}")
+    print("Metrics:         " + ", ".join(f"{k}={v}" for k, v in out["validation"]["counts"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

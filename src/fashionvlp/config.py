@@ -1,0 +1,209 @@
+"""Pydantic configs for every stage.
+
+Defaults live in ``params.yaml`` (which DVC also reads as stage params). A run's config is built by
+overlaying, in order: ``params.yaml`` → named presets (``configs/<name>.yaml``) → ``--set a.b=c``
+overrides. The result is validated once, and errors name the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override is malformed; the message names the key."""
+
+
+class StrictModel(BaseModel):
+    # extra="forbid" turns a typo in params.yaml into an error instead of a silently ignored key.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PathsConfig(StrictModel):
+    catalog: Path = Path("data")
+    derived: Path = Path("derived")
+
+
+class SplitFractions(StrictModel):
+    train: float = Field(0.6, ge=0, le=1)
+    val: float = Field(0.05, ge=0, le=1)
+    test: float = Field(0.35, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"split fractions must sum to 1, got {total:.4f}")
+        return self
+
+
+class SynthConfig(StrictModel):
+    seed: int = 20221023
+    num_products: int = Field(4200, ge=14)
+    image_size: int = Field(128, ge=32, le=1024)
+    # P(1 view), P(2 views), ... P(4 views)
+    view_weights: list[float] = Field(default_factory=lambda: [0.2, 0.35, 0.3, 0.15], min_length=4, max_length=4)
+    splits: SplitFractions = Field(default_factory=SplitFractions)
+    attribute_missing_rate: float = Field(0.1, ge=0, lt=1)
+    triplet_rate: float = Field(0.3, ge=0, le=1)
+    num_outfits: int = Field(1500, ge=0)
+    jpeg_quality: int = Field(92, ge=50, le=100)
+    # Rendering processes; 0 means one per core. The bytes written do not depend on it.
+    workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> "SynthConfig":
+        if any(w < 0 for w in self.view_weights) or sum(self.view_weights) <= 0:
+            raise ValueError("view_weights must be non-negative and not all zero")
+        return self
+
+
+class DataConfig(StrictModel):
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+
+
+class ValidationConfig(StrictModel):
+    title_length: tuple[int, int] = (3, 200)
+    description_length: tuple[int, int] = (0, 4000)
+    image_min_side: int = Field(32, ge=1)
+    image_max_side: int = Field(4096, ge=1)
+    image_max_bytes: int = Field(10_000_000, ge=1)
+    # How many offending rows the report lists per failed expectation.
+    report_max_rows: int = Field(50, ge=1)
+
+
+class TrackingConfig(StrictModel):
+    # A server URI (http://…) wins over the local sqlite store when set.
+    uri: str | None = None
+    store: Path = Path("mlflow/mlflow.db")
+    artifact_root: Path = Path("mlflow/artifacts")
+    experiment: str = "fashionvlp"
+
+
+class Params(StrictModel):
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Directory that relative paths are resolved against: the one holding params.yaml.
+    root: Path = Path(".")
+
+    def resolve(self, path: Path | str) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+    @property
+    def catalog_dir(self) -> Path:
+        return self.resolve(self.paths.catalog)
+
+    @property
+    def derived_dir(self) -> Path:
+        return self.resolve(self.paths.derived)
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.tracking.uri:
+            return self.tracking.uri
+        return f"sqlite:///{self.resolve(self.tracking.store)}"
+
+    @property
+    def artifact_location(self) -> str:
+        return self.resolve(self.tracking.artifact_root).as_uri()
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys → values, for logging as MLflow params."""
+        return _flatten(self.model_dump(mode="json", exclude={"root"}))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """``a.b.c=value`` → ``{"a": {"b": {"c": value}}}``; the value is read as a YAML scalar."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {item!r} must look like key.path=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
+    tree: dict[str, Any] = {}
+    node = tree
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return tree
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration ({source}):"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        given = err.get("input")
+        shown = "" if isinstance(given, dict) else f" (got {given!r})"
+        lines.append(f"  {loc}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def load_params(
+    path: Path | str = "params.yaml",
+    presets: list[str] | tuple[str, ...] = (),
+    overrides: list[str] | tuple[str, ...] = (),
+) -> Params:
+    path = Path(path).resolve()
+    tree = _read_yaml(path)
+    sources = [str(path)]
+    for name in presets:
+        preset_path = path.parent / "configs" / f"{name}.yaml"
+        if not preset_path.exists():
+            known = sorted(p.stem for p in (path.parent / "configs").glob("*.yaml"))
+            raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known) or 'none'}")
+        tree = _merge(tree, _read_yaml(preset_path))
+        sources.append(str(preset_path))
+    for item in overrides:
+        tree = _merge(tree, parse_override(item))
+    if overrides:
+        sources.append("--set " + " ".join(overrides))
+    tree["root"] = str(path.parent)
+    try:
+        return Params.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, " + ".join(sources))) from None

@@ -1,0 +1,350 @@
+"""Reading and writing a catalog directory (layout in ``schema.py``).
+
+Writes are all-or-nothing: a ``CatalogWriter`` fills a staging directory beside the target, checks
+every record, and only then swaps it into place. A bad record raises ``CatalogError`` naming the record
+and field, and the previous catalog (if any) is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+
+from fashionvlp.data.schema import (
+    CATALOG_FORMAT_VERSION,
+    AttributeSchema,
+    ImageView,
+    Outfit,
+    Product,
+    Triplet,
+)
+
+PRODUCTS_SCHEMA = pa.schema([
+    ("product_id", pa.string()),
+    ("title", pa.string()),
+    ("description", pa.string()),
+    ("category", pa.string()),
+    ("subcategory", pa.string()),
+    ("attributes", pa.map_(pa.string(), pa.string())),
+    ("images", pa.list_(pa.struct([("path", pa.string()), ("view", pa.string())]))),
+    ("split", pa.string()),
+])
+TRIPLETS_SCHEMA = pa.schema([
+    ("triplet_id", pa.string()),
+    ("reference_id", pa.string()),
+    ("target_id", pa.string()),
+    ("captions", pa.list_(pa.string())),
+    ("group", pa.string()),
+    ("split", pa.string()),
+])
+OUTFITS_SCHEMA = pa.schema([
+    ("outfit_id", pa.string()),
+    ("product_ids", pa.list_(pa.string())),
+    ("split", pa.string()),
+])
+TABLE_FILES = {"products": "products.parquet", "triplets": "triplets.parquet", "outfits": "outfits.parquet"}
+MAX_ERRORS_SHOWN = 25
+
+
+@dataclass(frozen=True)
+class RecordError:
+    record: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.record}: field '{self.field}': {self.message}"
+
+
+class CatalogError(ValueError):
+    """Bad input. ``errors`` lists each offending record and field."""
+
+    def __init__(self, errors: list[RecordError], context: str = "catalog"):
+        self.errors = errors
+        shown = "\n".join(f"  - {e}" for e in errors[:MAX_ERRORS_SHOWN])
+        more = f"\n  … and {len(errors) - MAX_ERRORS_SHOWN} more" if len(errors) > MAX_ERRORS_SHOWN else ""
+        super().__init__(f"{context}: {len(errors)} bad record(s); nothing was written:\n{shown}{more}")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    min_side: int = 32
+    max_side: int = 4096
+    max_bytes: int = 10_000_000
+
+
+def image_relpath(product_id: str, index: int, view: str, ext: str) -> str:
+    # Sharded by a hash of the id so no directory holds more than ~1/256 of a 50k-product catalog.
+    shard = hashlib.md5(product_id.encode()).hexdigest()[:2]
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", product_id)
+    return f"images/{shard}/{safe}_{index}_{view}.{ext}"
+
+
+def check_image_bytes(data: bytes, limits: ImageLimits) -> tuple[str | None, str]:
+    """(problem or None, file extension) for encoded image bytes."""
+    if len(data) > limits.max_bytes:
+        return f"image is {len(data)} bytes, over the limit of {limits.max_bytes}", ""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = (img.format or "").upper()
+            width, height = img.size
+            # A decompression bomb is rejected before decoding.
+            if max(width, height) > limits.max_side:
+                return f"image is {width}x{height}, over the limit of {limits.max_side} px a side", ""
+            img.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        return f"image does not decode ({type(exc).__name__}: {exc})", ""
+    if min(width, height) < limits.min_side:
+        return f"image is {width}x{height}, under the minimum of {limits.min_side} px a side", ""
+    ext = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}.get(fmt)
+    if ext is None:
+        return f"image format {fmt or 'unknown'} is not one of JPEG, PNG, WEBP", ""
+    return None, ext
+
+
+def encode_jpeg(image: Image.Image | np.ndarray, quality: int = 95) -> bytes:
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=quality, optimize=False)
+    return buf.getvalue()
+
+
+def _json_dump(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    # Fixed writer options keep the file byte-identical for identical rows (data.dvc pins its hash).
+    pq.write_table(table, path, compression="zstd", compression_level=3, use_dictionary=True,
+                   write_statistics=True, store_schema=False)
+
+
+class CatalogWriter:
+    """Builds a catalog in a staging directory; ``commit`` checks it and swaps it in atomically."""
+
+    def __init__(self, root: Path, schema: AttributeSchema, *, source: str,
+                 image_limits: ImageLimits = ImageLimits()):
+        self.root = Path(root).resolve()
+        self.schema = schema
+        self.source = source
+        self.limits = image_limits
+        self.errors: list[RecordError] = []
+        self.products: list[Product] = []
+        self.triplets: list[Triplet] = []
+        self.outfits: list[Outfit] = []
+        self.staging = self.root.parent / f".{self.root.name}.staging-{os.getpid()}"
+
+    def __enter__(self) -> "CatalogWriter":
+        if self.root.exists() and any(self.root.iterdir()) and not (self.root / "catalog.json").exists():
+            raise FileExistsError(f"{self.root} exists and is not a catalog; refusing to replace it")
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        (self.staging / "images").mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    # --- adding records ------------------------------------------------------------------------
+    def reject(self, record: str, field_name: str, message: str) -> None:
+        self.errors.append(RecordError(record, field_name, message))
+
+    def add_image_bytes(self, product_id: str, index: int, view: str, data: bytes, *, record: str) -> ImageView | None:
+        """Checks and stores an encoded image; returns None (and records the error) if it is bad."""
+        problem, ext = check_image_bytes(data, self.limits)
+        if problem:
+            self.reject(record, f"images[{index}]", problem)
+            return None
+        rel = image_relpath(product_id, index, view, ext)
+        target = self.staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return ImageView(path=rel, view=view)
+
+    def add_image_file(self, product_id: str, index: int, view: str, path: Path, *, record: str) -> ImageView | None:
+        path = Path(path)
+        if not path.is_file():
+            self.reject(record, f"images[{index}]", f"image file not found: {path}")
+            return None
+        if path.stat().st_size > self.limits.max_bytes:
+            self.reject(record, f"images[{index}]",
+                        f"image {path} is {path.stat().st_size} bytes, over the limit of {self.limits.max_bytes}")
+            return None
+        return self.add_image_bytes(product_id, index, view, path.read_bytes(), record=record)
+
+    def add_product(self, record: str, **fields: Any) -> Product | None:
+        try:
+            product = Product(**fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+        self.products.append(product)
+        return product
+
+    def add_triplet(self, record: str, **fields: Any) -> Triplet | None:
+        try:
+            triplet = Triplet(**fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+        self.triplets.append(triplet)
+        return triplet
+
+    def add_outfit(self, record: str, **fields: Any) -> Outfit | None:
+        try:
+            outfit = Outfit(**fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+        self.outfits.append(outfit)
+        return outfit
+
+    # --- checking and committing ----------------------------------------------------------------
+    def _check_references(self) -> None:
+        seen: dict[str, int] = {}
+        for i, product in enumerate(self.products):
+            rec = f"product {product.product_id!r}"
+            if product.product_id in seen:
+                self.reject(rec, "product_id", f"duplicate id (rows {seen[product.product_id]} and {i})")
+            seen.setdefault(product.product_id, i)
+            category = self.schema.categories.get(product.category)
+            if category is None:
+                self.reject(rec, "category", f"unknown category {product.category!r}")
+            elif product.subcategory not in category.subcategories:
+                self.reject(rec, "subcategory",
+                            f"{product.subcategory!r} is not a subcategory of {product.category!r}")
+            if category is not None:
+                for attr, value in product.attributes.items():
+                    problem = self.schema.check_attribute(product.category, attr, value)
+                    if problem:
+                        self.reject(rec, f"attributes.{attr}", problem)
+        ids = set(seen)
+        for triplet in self.triplets:
+            for name in ("reference_id", "target_id"):
+                if getattr(triplet, name) not in ids:
+                    self.reject(f"triplet {triplet.triplet_id!r}", name,
+                                f"product {getattr(triplet, name)!r} is not in the catalog")
+        for outfit in self.outfits:
+            for k, pid in enumerate(outfit.product_ids):
+                if pid not in ids:
+                    self.reject(f"outfit {outfit.outfit_id!r}", f"product_ids[{k}]",
+                                f"product {pid!r} is not in the catalog")
+        for kind, records, key in (("triplet", self.triplets, "triplet_id"), ("outfit", self.outfits, "outfit_id")):
+            seen_ids: set[str] = set()
+            for r in records:
+                rid = getattr(r, key)
+                if rid in seen_ids:
+                    self.reject(f"{kind} {rid!r}", key, "duplicate id")
+                seen_ids.add(rid)
+
+    def commit(self, extra_manifest: dict[str, Any] | None = None) -> Path:
+        self._check_references()
+        if self.errors:
+            raise CatalogError(self.errors, context=f"catalog {self.root}")
+        _write_table([_product_row(p) for p in self.products], PRODUCTS_SCHEMA, self.staging / TABLE_FILES["products"])
+        _write_table([t.model_dump(mode="json") for t in self.triplets], TRIPLETS_SCHEMA,
+                     self.staging / TABLE_FILES["triplets"])
+        _write_table([o.model_dump(mode="json") for o in self.outfits], OUTFITS_SCHEMA,
+                     self.staging / TABLE_FILES["outfits"])
+        (self.staging / "schema.json").write_text(_json_dump(self.schema.model_dump(mode="json")))
+        manifest = {
+            "format_version": CATALOG_FORMAT_VERSION,
+            "source": self.source,
+            "counts": {
+                "products": len(self.products),
+                "images": sum(len(p.images) for p in self.products),
+                "triplets": len(self.triplets),
+                "outfits": len(self.outfits),
+                "by_split": {s: sum(p.split == s for p in self.products) for s in ("train", "val", "test")},
+            },
+            **(extra_manifest or {}),
+        }
+        (self.staging / "catalog.json").write_text(_json_dump(manifest))
+        _swap_in(self.staging, self.root)
+        return self.root
+
+
+def _product_row(product: Product) -> dict[str, Any]:
+    row = product.model_dump(mode="json")
+    row["attributes"] = sorted(product.attributes.items())
+    return row
+
+
+def _swap_in(staging: Path, root: Path) -> None:
+    old = root.parent / f".{root.name}.old-{os.getpid()}"
+    had_old = root.exists()
+    if had_old:
+        os.replace(root, old)
+    try:
+        os.replace(staging, root)
+    except OSError:
+        if had_old:
+            os.replace(old, root)
+        raise
+    if had_old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --- reading ---------------------------------------------------------------------------------------
+@dataclass
+class Catalog:
+    root: Path
+    schema: AttributeSchema
+    manifest: dict[str, Any]
+    tables: dict[str, pa.Table] = field(repr=False)
+
+    @property
+    def products(self) -> pa.Table:
+        return self.tables["products"]
+
+    def iter_products(self) -> Iterator[Product]:
+        for row in self.products.to_pylist():
+            row["attributes"] = dict(row["attributes"] or [])
+            yield Product.model_validate(row)
+
+    def iter_triplets(self) -> Iterator[Triplet]:
+        for row in self.tables["triplets"].to_pylist():
+            yield Triplet.model_validate(row)
+
+    def iter_outfits(self) -> Iterator[Outfit]:
+        for row in self.tables["outfits"].to_pylist():
+            yield Outfit.model_validate(row)
+
+
+class CatalogNotFound(FileNotFoundError):
+    pass
+
+
+def read_catalog(root: Path | str) -> Catalog:
+    root = Path(root).resolve()
+    missing = [name for name in ("catalog.json", "schema.json", *TABLE_FILES.values()) if not (root / name).exists()]
+    if missing:
+        raise CatalogNotFound(f"{root} is not a catalog: missing {', '.join(missing)} "
+                              "(create one with `fashionvlp data synth` or `fashionvlp data convert …`)")
+    manifest = json.loads((root / "catalog.json").read_text())
+    if manifest.get("format_version") != CATALOG_FORMAT_VERSION:
+        raise CatalogError([RecordError("catalog.json", "format_version",
+                                        f"expected {CATALOG_FORMAT_VERSION}, got {manifest.get('format_version')!r}")])
+    schema = AttributeSchema.model_validate_json((root / "schema.json").read_text())
+    tables = {name: pq.read_table(root / fname) for name, fname in TABLE_FILES.items()}
+    return Catalog(root=root, schema=schema, manifest=manifest, tables=tables)

@@ -1,0 +1,37 @@
+"""The retrain flow on a real (temporary) Prefect API and a real sqlite MLflow store."""
+
+import shutil
+import subprocess
+import sys
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPO, TINY
+
+
+def test_retrain_flow_logs_data_version(prefect_harness, tiny_catalog, tmp_path):
+    sys.path.insert(0, str(REPO / "flows"))
+    from retrain import RetrainParameters, retrain
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+    shutil.copytree(tiny_catalog, repo / "data")
+    subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=repo, check=True)
+    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY))
+    pin = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
+    run = MlflowClient(out["tracking_uri"]).get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["data.dvc_md5"] == pin
+    assert run.data.tags["data.workspace_matches"] == "True"
+    assert run.data.tags["data.git_sha"] == sha == run.data.tags["mlflow.source.git.commit"]
+    assert run.data.params["data.synth.num_products"] == "140"
+    assert run.data.metrics["data.products"] == 140
+    assert (repo / "mlflow" / "artifacts").is_dir()     # explicit artifact location, not ./mlruns
