@@ -6,7 +6,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -24,11 +24,6 @@ class DataVersion:
     git_sha: str | None
     git_dirty: bool | None
 
-    def as_tags(self) -> dict[str, str]:
-        tags = {f"data.{k}": str(v) for k, v in asdict(self).items()}
-        if self.git_sha:
-            tags["mlflow.source.git.commit"] = self.git_sha
-        return tags
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
