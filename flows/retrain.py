@@ -10,10 +10,9 @@ import os
 import sys
 from pathlib import Path
 
-for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                     "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-                     "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}.items():
-    os.environ.setdefault(_key, _value)
+from fashionvlp.env import quiet_offline  # noqa: E402
+
+quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-for key, value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                   "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-                   "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}.items():
-    os.environ.setdefault(key, value)
+from fashionvlp.env import quiet_offline
+
+quiet_offline()
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["data.synth.num_products=140", "data.synth.image_size=64", "data.synth.num_outfits=30",

@@ -11,10 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                     "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-                     "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}.items():
-    os.environ.setdefault(_key, _value)
+from fashionvlp.env import quiet_offline  # noqa: E402
+
+quiet_offline()
 
 from fashionvlp.config import ConfigError, Params, load_params  # noqa: E402
 

@@ -189,35 +189,24 @@ class CatalogWriter:
             return None
         return self.add_image_bytes(product_id, index, view, path.read_bytes(), record=record)
 
-    def add_product(self, record: str, **fields: Any) -> Product | None:
+    def _add(self, store: list, model, record: str, fields: dict[str, Any]):
         try:
-            product = Product(**fields)
+            item = model(**fields)
         except ValidationError as exc:
             for err in exc.errors():
                 self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
             return None
-        self.products.append(product)
-        return product
+        store.append(item)
+        return item
+
+    def add_product(self, record: str, **fields: Any) -> Product | None:
+        return self._add(self.products, Product, record, fields)
 
     def add_triplet(self, record: str, **fields: Any) -> Triplet | None:
-        try:
-            triplet = Triplet(**fields)
-        except ValidationError as exc:
-            for err in exc.errors():
-                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
-            return None
-        self.triplets.append(triplet)
-        return triplet
+        return self._add(self.triplets, Triplet, record, fields)
 
     def add_outfit(self, record: str, **fields: Any) -> Outfit | None:
-        try:
-            outfit = Outfit(**fields)
-        except ValidationError as exc:
-            for err in exc.errors():
-                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
-            return None
-        self.outfits.append(outfit)
-        return outfit
+        return self._add(self.outfits, Outfit, record, fields)
 
     # --- checking and committing ----------------------------------------------------------------
     def _check_references(self) -> None:
