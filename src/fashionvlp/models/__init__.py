@@ -1,0 +1,1 @@
+"""Encoders, the two architectures behind one interface, and the VQ-VAE."""
