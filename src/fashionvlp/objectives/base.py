@@ -1,0 +1,84 @@
+"""The objective interface: ``forward(model, batch) → {"loss/<name>": …, "acc/<name>": …}``.
+
+An objective owns its batch preparation (masking, negatives), its head and its loss. It declares the
+model capabilities it needs, so a config asking for, say, LM on FashionViL fails before training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from fashionvlp.models.image_encoders import ModelInputError
+
+OBJECTIVES: dict[str, Callable[..., "Objective"]] = {}
+
+
+@dataclass(frozen=True)
+class ObjectiveContext:
+    mask_probability: float = 0.15
+    mpfc_mask_ratio: float = 0.16
+    num_pseudo_attributes: int = 0
+    codebook_size: int = 0
+
+
+class Objective(nn.Module):
+    name: str = ""
+    requires: frozenset[str] = frozenset()
+    needs_patch_labels: bool = False
+
+    def forward(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+def register_objective(name: str, **defaults):
+    """``@register_objective("kg_mlim", policy="attribute_first")`` registers a configured variant."""
+    def add(cls):
+        def factory(model, context: ObjectiveContext):
+            obj = cls(model, context, **defaults)
+            obj.name = name
+            return obj
+        factory.cls = cls
+        OBJECTIVES[name] = factory
+        return cls
+    return add
+
+
+def build_objectives(names: list[str], model, context: ObjectiveContext) -> nn.ModuleDict:
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise ModelInputError(f"unknown objective(s) {unknown}; known: {', '.join(sorted(OBJECTIVES))}")
+    for name in names:
+        missing = OBJECTIVES[name].cls.requires - model.capabilities
+        if missing:
+            raise ModelInputError(f"objective {name!r} needs {', '.join(sorted(missing))}, which the {model.arch} "
+                                  f"architecture does not have: switch it off (pretrain.objectives.{name}=0)")
+    return nn.ModuleDict({name: OBJECTIVES[name](model, context) for name in names})
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Concatenates ``x`` over processes keeping gradients; returns it and this process's row offset."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    parts = all_gather(x)
+    return torch.cat(parts), dist.get_rank() * x.shape[0]
+
+
+def info_nce(model, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric InfoNCE: local ``a`` rows against every process's ``b``, and local ``b`` against every ``a``.
+
+    Returns (loss, a→b top-1 accuracy). Logits are the model's s²·cos.
+    """
+    all_a, offset = gather_with_grad(a)
+    all_b, _ = gather_with_grad(b)
+    labels = torch.arange(a.shape[0], device=a.device) + offset
+    logits_ab = model.contrastive_logits(a, all_b)
+    logits_ba = model.contrastive_logits(b, all_a)
+    loss = (nn.functional.cross_entropy(logits_ab, labels) + nn.functional.cross_entropy(logits_ba, labels)) / 2
+    return loss, (logits_ab.argmax(1) == labels).float().mean()

@@ -1,0 +1,17 @@
+"""ITC: symmetric InfoNCE between global image and text embeddings, in-batch, gathered across processes."""
+
+from __future__ import annotations
+
+from fashionvlp.objectives.base import Objective, info_nce, register_objective
+
+
+@register_objective("itc")
+class ImageTextContrastive(Objective):
+    def __init__(self, model, context):
+        super().__init__()
+
+    def forward(self, model, batch):
+        image = model.encode_image(batch["pixels_a"]).global_
+        text = model.encode_text(batch["input_ids"], batch["attention_mask"]).global_
+        loss, acc = info_nce(model, image, text)
+        return {"loss/itc": loss, "acc/itc": acc.detach(), "scale/itc": model.contrastive_scale.detach().square()}

@@ -1,0 +1,198 @@
+"""Every objective on tiny tensors: masking rules, negatives, heads and losses, and the two combiners."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from fashionvlp.config import ModelConfig
+from fashionvlp.data.knowledge import mine_pseudo_attributes, swap_attributes, token_attribute_units
+from fashionvlp.data.schema import load_knowledge_base
+from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.models.registry import build_model
+from fashionvlp.objectives import OBJECTIVES
+from fashionvlp.objectives.base import ObjectiveContext, build_objectives
+from fashionvlp.objectives.combine import ObjectiveSuite
+from fashionvlp.objectives.itm import sample_hard_negatives
+from fashionvlp.objectives.masking import IGNORE, block_mask, choose_positions, mask_tokens
+
+TEXTS = ["a blue v-neck dress with long sleeves", "red cotton shirt with buttons", "black leather heels"] * 30
+CONTEXT = ObjectiveContext(num_pseudo_attributes=5, codebook_size=16)
+
+
+def _model(tmp_path, arch):
+    cfg = ModelConfig.model_validate({
+        "arch": arch, "image": {"name": "vit_micro_patch8", "image_size": 32},
+        "text": {"source": "scratch", "scratch": {"vocab_size": 200, "hidden_size": 32, "layers": 1, "heads": 2,
+                                                  "intermediate_size": 64}}})
+    return build_model(cfg, train_texts=TEXTS, tokenizer_out=tmp_path / f"tok-{arch}")
+
+
+def _batch(model, n=4):
+    texts = ["blue dress with long sleeves", "red shirt with buttons", "black heels", "blue v-neck dress"][:n]
+    enc = model.tokenizer(texts, padding=True, return_tensors="pt")
+    word_ids = torch.tensor([[-1 if w is None else w for w in enc.word_ids(i)] for i in range(n)])
+    units = torch.full_like(enc.input_ids, -1)
+    units[:, 1] = 0                                   # pretend the first word is an attribute value
+    neg = model.tokenizer(["red dress with short sleeves", "blue shirt", "white heels", "red crew neck dress"][:n],
+                          padding=True, return_tensors="pt")
+    return {
+        "index": torch.arange(n), "pixels_a": torch.randn(n, 3, 32, 32), "pixels_b": torch.randn(n, 3, 32, 32),
+        "input_ids": enc.input_ids, "attention_mask": enc.attention_mask, "word_ids": word_ids,
+        "attribute_units": units, "negative_ids": neg.input_ids, "negative_mask": neg.attention_mask,
+        "negative_valid": torch.tensor([True, True, False, True][:n]),
+        "title_ids": enc.input_ids, "title_mask": enc.attention_mask,
+        "codes": torch.randint(0, 16, (n, 16)), "pac_targets": torch.tensor([[.5, .5, 0, 0, 0]] * n),
+    }
+
+
+@pytest.mark.parametrize("arch, names", [
+    ("fashionvil", ["itc", "mlm", "mlm_attr", "kg_mlim", "mpfc", "itm", "kg_itm", "mvc", "pac"]),
+    ("kgflip", ["itc", "mlm", "kg_mlim", "itm", "kg_itm", "mvc", "pac", "lm"]),
+])
+def test_every_objective_gives_a_finite_loss_with_gradients(tmp_path, arch, names):
+    torch.manual_seed(0)
+    model = _model(tmp_path, arch)
+    objectives = build_objectives(names, model, CONTEXT)
+    batch = _batch(model)
+    for name in names:
+        model.zero_grad()
+        out = objectives[name](model, batch)
+        loss = out[f"loss/{name}"]
+        assert torch.isfinite(loss) and loss > 0, name
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), name
+
+
+def test_objectives_the_architecture_cannot_run_are_rejected(tmp_path):
+    with pytest.raises(ModelInputError, match="'lm' needs decode.*fashionvil"):
+        build_objectives(["lm"], _model(tmp_path, "fashionvil"), CONTEXT)
+    with pytest.raises(ModelInputError, match="'mpfc' needs fused_image_tokens.*kgflip"):
+        build_objectives(["mpfc"], _model(tmp_path, "kgflip"), CONTEXT)
+    with pytest.raises(ModelInputError, match="unknown objective"):
+        build_objectives(["itx"], _model(tmp_path, "kgflip"), CONTEXT)
+
+
+def test_itc_scale_is_learnable_and_loss_matches_definition(tmp_path):
+    model = _model(tmp_path, "fashionvil").eval()
+    batch = _batch(model)
+    out = OBJECTIVES["itc"](model, CONTEXT)(model, batch)
+    image = model.encode_image(batch["pixels_a"]).global_
+    text = model.encode_text(batch["input_ids"], batch["attention_mask"]).global_
+    logits = 16 * torch.nn.functional.normalize(image, dim=-1) @ torch.nn.functional.normalize(text, dim=-1).t()
+    labels = torch.arange(4)
+    expected = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.t(), labels)) / 2
+    assert torch.isclose(out["loss/itc"], expected, atol=1e-5)
+    out["loss/itc"].backward()
+    assert model.contrastive_scale.grad is not None
+
+
+def test_whole_word_masking_budget_and_policies():
+    # 20 words: words 0..19, each of 1 token except word 5 (3 tokens); attribute mention 0 = tokens of words 2,3
+    word_ids = [-1] + [w for w in range(20) for _ in range(3 if w == 5 else 1)] + [-1]
+    units = [-1] * len(word_ids)
+    for pos, w in enumerate(word_ids):
+        if w in (2, 3):
+            units[pos] = 0
+    valid = sum(w >= 0 for w in word_ids)
+    budget = round(0.15 * valid)
+    torch.manual_seed(0)
+    for _ in range(50):
+        chosen = choose_positions(word_ids, units, 0.15, "random")
+        assert 1 <= len(chosen) <= budget
+        words = {word_ids[p] for p in chosen}
+        for w in words:   # whole words only
+            assert set(chosen) >= {p for p, x in enumerate(word_ids) if x == w}
+        first = choose_positions(word_ids, units, 0.15, "attribute_first")
+        assert {p for p, u in enumerate(units) if u == 0} <= set(first) and len(first) == budget
+        only = choose_positions(word_ids, units, 0.15, "attribute_only")
+        assert only and all(units[p] == 0 for p in only)
+    # More attribute tokens than the budget: a random subset of mentions, still within budget.
+    many = [-1] + [i for i in range(20)] + [-1]
+    mention_units = [-1] + [i for i in range(20)] + [-1]
+    seen = set()
+    for _ in range(20):
+        chosen = choose_positions(many, mention_units, 0.15, "attribute_first")
+        assert len(chosen) == 3
+        seen.update(chosen)
+    assert len(seen) > 3
+    assert choose_positions([-1, 0, 1, -1], [-1, -1, -1, -1], 0.15, "attribute_only") == []
+
+
+def test_80_10_10_replacement():
+    torch.manual_seed(0)
+    ids = torch.randint(10, 1000, (400, 42))
+    word_ids = torch.arange(42).repeat(400, 1)
+    word_ids[:, 0] = word_ids[:, -1] = -1
+    masked, labels = mask_tokens(ids, word_ids, torch.full_like(ids, -1), 0.15, "random", 3, 1000, [0, 1, 2, 3, 4])
+    chosen = labels != IGNORE
+    assert (labels[chosen] == ids[chosen]).all()
+    assert abs(chosen.float().sum(1).mean().item() - 6) < 1e-6          # round(0.15 × 40)
+    as_mask = (masked[chosen] == 3).float().mean().item()
+    kept = (masked[chosen] == ids[chosen]).float().mean().item()
+    assert 0.77 < as_mask < 0.83 and 0.07 < kept < 0.13
+    assert (masked[~chosen] == ids[~chosen]).all()
+
+
+def test_blockwise_patch_mask():
+    torch.manual_seed(0)
+    mask = block_mask(64, (14, 14), 0.16)
+    ratios = mask.flatten(1).float().mean(1)
+    assert ((ratios > 0.1) & (ratios < 0.25)).all()
+    # Blocky: most masked patches have a masked 4-neighbour.
+    m = mask.float()
+    neighbours = torch.zeros_like(m)
+    neighbours[:, 1:] += m[:, :-1]
+    neighbours[:, :-1] += m[:, 1:]
+    neighbours[:, :, 1:] += m[:, :, :-1]
+    neighbours[:, :, :-1] += m[:, :, 1:]
+    assert ((neighbours > 0) & mask).sum() / mask.sum() > 0.9
+
+
+def test_hard_negatives_follow_similarity_and_never_the_same_product():
+    torch.manual_seed(0)
+    sim = torch.tensor([[9.0, 8.0, 0.0, 0.0], [0.0, 9.0, 8.0, 0.0], [0.0, 0.0, 9.0, 8.0], [8.0, 0.0, 0.0, 9.0]])
+    product = torch.tensor([0, 1, 2, 3])
+    picks = torch.stack([sample_hard_negatives(sim, product) for _ in range(200)])
+    assert (picks != product).all()
+    assert ((picks == torch.tensor([1, 2, 3, 0])).float().mean() > 0.9)
+    same = torch.tensor([0, 0, 1, 1])    # two views of one product in a batch: never each other's negative
+    picks = torch.stack([sample_hard_negatives(sim, same) for _ in range(200)])
+    assert (same[picks] != same).all()
+
+
+def test_attribute_swap_uses_values_of_the_same_attribute():
+    schema = load_knowledge_base()
+    text = "Blue v-neck dress with long sleeves"
+    category = next(c for c in schema.categories if "neckline" in schema.attributes_for(c))
+    mentions = schema.find_mentions(text, category)
+    assert {m.attribute for m in mentions} >= {"color", "neckline"}
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        swapped = swap_attributes(text, mentions, schema, rng)
+        again = schema.find_mentions(swapped, category)
+        assert [m.attribute for m in again] == [m.attribute for m in mentions]
+        assert all(a.value != b.value for a, b in zip(again, mentions))
+    assert swap_attributes("a plain thing", [], schema, rng) is None
+    units = token_attribute_units([(0, 0), (0, 4), (5, 6), (6, 7), (7, 11), (12, 17), (0, 0)], mentions[:2])
+    assert units[0] == -1 and units[1] == 0 and units[2] == units[3] == units[4] == 1 and units[5] == -1
+
+
+def test_pseudo_attributes_are_frequent_phrases():
+    vocab = mine_pseudo_attributes(TEXTS + ["a blue v-neck dress"], 5, 2, 2)
+    assert "blue" in vocab and "the" not in vocab and len(vocab) == 5
+
+
+def test_task_sampling_follows_probabilities_and_sum_adds(tmp_path):
+    model = _model(tmp_path, "fashionvil")
+    suite = ObjectiveSuite(model, {"itc": 0.2, "mvc": 0.8}, "sample", seed=3, context=CONTEXT)
+    counts = Counter(suite.choose(step)[0] for step in range(2000))
+    assert abs(counts["mvc"] / 2000 - 0.8) < 0.03
+    assert [suite.choose(s) for s in range(10)] == [suite.choose(s) for s in range(10)]   # a function of the step
+    summed = ObjectiveSuite(model, {"itc": 1.0, "mvc": 0.5}, "sum", seed=3, context=CONTEXT).eval()
+    assert summed.choose(0) == ["itc", "mvc"]
+    torch.manual_seed(0)
+    total, logs = summed(_batch(model), ["itc", "mvc"])
+    assert torch.isclose(total, logs["loss/itc"] + 0.5 * logs["loss/mvc"])
