@@ -51,8 +51,11 @@ data: setup
 validate: setup
 	$(VENV)/bin/dvc repro validate
 
-bench: setup
+bench: data
 	$(PY) bench/synth_speed.py
+	$(VENV)/bin/fashionvlp vqvae --preset tiny --no-track --set paths.derived=derived/bench
+	$(PY) bench/pretrain_speed.py --preset tiny --set paths.derived=derived/bench
+	$(PY) bench/pretrain_speed.py --preset kgflip --preset tiny --set paths.derived=derived/bench
 
 clean-venv:
 	rm -rf $(VENV)

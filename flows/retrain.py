@@ -1,4 +1,5 @@
-"""The retraining flow. Stages built so far: data version check → validation, tracked in MLflow.
+"""The retraining flow. Stages built so far: data version check → validation → VQ-VAE patch labels →
+pre-training, tracked in MLflow (one parent run, one nested run per stage).
 
 Run it with ``make run`` (or ``python flows/retrain.py``). With PREFECT_API_URL unset Prefect starts a
 temporary local API, so no server is needed. Tasks pass paths and ids, never data.
@@ -6,7 +7,6 @@ temporary local API, so no server is needed. Tasks pass paths and ids, never dat
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field  # noqa: E402
 
 from fashionvlp.config import Params, load_params  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
+from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
+from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -47,14 +49,28 @@ def validate(parameters: RetrainParameters, catalog: str) -> dict:
     return {"report_json": str(result.report_json), "report_md": str(result.report_md), "counts": result.counts}
 
 
+@task(name="vqvae-patch-labels")
+def vqvae(parameters: RetrainParameters, catalog: str, parent_run_id: str) -> dict:
+    params = parameters.load()
+    result = vqvae_stage.train_vqvae(params, Path(catalog), Tracking.from_params(params), parent_run_id)
+    return {"labels_dir": str(result.labels_dir), "run_id": result.run_id, **result.metrics}
+
+
+@task(name="pretrain")
+def pretrain(parameters: RetrainParameters, catalog: str, patch_labels: str, parent_run_id: str) -> dict:
+    params = parameters.load()
+    result = pretrain_stage.pretrain(params, Path(catalog), Path(patch_labels), tracking=Tracking.from_params(params),
+                                     parent_run_id=parent_run_id)
+    return {"model_dir": str(result.model_dir), "run_id": result.run_id, "summary": result.summary}
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
     logger = get_run_logger()
     params = parameters.load()
     tracking = Tracking.from_params(params)
-    run_id = tracking.start_run(parameters.run_name, tags={"pipeline": "retrain"})
-    tracking.log_params(run_id, params.flat())
-    try:
+    with tracking.run(parameters.run_name, tags={"pipeline": "retrain"}) as run_id:
+        tracking.log_params(run_id, params.flat())
         version = data_version_check(parameters)
         tracking.set_tags(run_id, {f"data.{k}": str(v) for k, v in version.items() if k != "catalog"}
                           | ({"mlflow.source.git.commit": version["git_sha"]} if version.get("git_sha") else {}))
@@ -63,12 +79,14 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         tracking.log_metrics(run_id, {f"data.{k}": v for k, v in report["counts"].items()})
         tracking.log_artifact(run_id, Path(report["report_md"]), "validation")
         tracking.log_artifact(run_id, Path(report["report_json"]), "validation")
-    except BaseException:
-        tracking.end_run(run_id, "FAILED")
-        raise
-    tracking.end_run(run_id)
+        codes = vqvae(parameters, version["catalog"], run_id)
+        logger.info("VQ-VAE: perplexity %.1f, %s/%s codes used", codes["perplexity"], codes["codes_used"],
+                    codes["codebook_size"])
+        pretrained = pretrain(parameters, version["catalog"], codes["labels_dir"], run_id)
+        tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
+                                      for name, row in pretrained["summary"]["losses"].items()})
     return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
-            "data_version": version, "validation": report}
+            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained}
 
 
 def main(argv: list[str]) -> int:
@@ -82,6 +100,13 @@ def main(argv: list[str]) -> int:
           f"  ({out['data_version']['how']})")
     print(f"Validation:      {out['validation']['report_md']}")
     print("Metrics:         " + ", ".join(f"{k}={v}" for k, v in out["validation"]["counts"].items()))
+    codes = out["vqvae"]
+    print(f"VQ-VAE:          perplexity {codes['perplexity']:.1f}, codes used {codes['codes_used']}/"
+          f"{codes['codebook_size']}, reconstruction MSE {codes['reconstruction_mse']:.4f}  → {codes['labels_dir']}")
+    summary = out["pretrain"]["summary"]
+    print(f"Pre-training:    {summary['arch']}, {summary['steps']} steps; model → {out['pretrain']['model_dir']}")
+    for name, row in summary["losses"].items():
+        print(f"                 loss/{name}: {row['first']:.4f} → {row['last']:.4f}")
     return 0
 
 

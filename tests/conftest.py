@@ -36,3 +36,35 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# A model small enough for unit tests (seconds on 2 cores): micro ViT at 64 px (8×8 patches), 1-layer BERT.
+TINY_MODEL = TINY + [
+    "model.image.name=vit_micro_patch8", "model.image.image_size=64",
+    "model.text.source=scratch", "model.text.max_length=24",
+    "model.text.scratch.vocab_size=300", "model.text.scratch.hidden_size=32", "model.text.scratch.layers=1",
+    "model.text.scratch.heads=2", "model.text.scratch.intermediate_size=64",
+    "vqvae.steps=10", "vqvae.batch_size=16", "vqvae.hidden_channels=16", "vqvae.codebook_size=32",
+    "pretrain.steps=4", "pretrain.batch_size=8", "pretrain.log_every=1", "pretrain.checkpoint_every=2",
+    "pretrain.warmup_steps=1", "pretrain.pac.num_pseudo_attributes=20", "pretrain.pac.min_count=2",
+]
+KGFLIP = ["model.arch=kgflip", "pretrain.combine=sum",
+          "pretrain.objectives={itc: 0, itm: 0, mlm: 0, mpfc: 0, mvc: 0, pac: 0, kg_mlim: 1, kg_itm: 1, lm: 1}"]
+
+
+def tiny_params(tmp_path: Path, *extra: str):
+    from fashionvlp.config import load_params
+
+    return load_params(REPO / "params.yaml", overrides=TINY_MODEL + [f"paths.derived={tmp_path / 'derived'}",
+                                                                     f"tracking.store={tmp_path / 'mlflow.db'}",
+                                                                     f"tracking.artifact_root={tmp_path / 'artifacts'}",
+                                                                     *extra])
+
+
+@pytest.fixture(scope="session")
+def tiny_patch_labels(tiny_catalog, tmp_path_factory) -> Path:
+    """VQ-VAE patch labels for the tiny catalog at the TINY_MODEL grid, made once per session."""
+    from fashionvlp.stages.vqvae import train_vqvae
+
+    tmp = tmp_path_factory.mktemp("labels")
+    return train_vqvae(tiny_params(tmp), tiny_catalog).labels_dir

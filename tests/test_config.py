@@ -13,10 +13,10 @@ def test_defaults_load_and_resolve_paths():
 
 
 def test_set_overrides_any_value_and_preset_overlays():
-    p = load_params(REPO / "params.yaml", presets=["tiny"], overrides=["data.synth.num_products=500",
+    p = load_params(REPO / "params.yaml", presets=["small-catalog"], overrides=["data.synth.num_products=500",
                                                                        "validation.title_length=[1, 10]"])
     assert p.data.synth.num_products == 500
-    assert p.data.synth.image_size == 64            # from the tiny preset
+    assert p.data.synth.image_size == 64            # from the small-catalog preset
     assert p.validation.title_length == (1, 10)
 
 

@@ -7,7 +7,8 @@ import sys
 import yaml
 
 from fashionvlp.data.versioning import dir_md5, pinned_md5, workspace_matches
-from tests.conftest import REPO
+from fashionvlp.config import load_params
+from tests.conftest import REPO, TINY_MODEL
 
 
 def _sh(args, cwd):
@@ -24,10 +25,11 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
     _sh(dvc + ["init", "-q"], repo)
     shutil.copytree(tiny_catalog, repo / "data")
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # The tiny model's values written into params.yaml, so `dvc repro pretrain` runs in seconds.
+    params = load_params(REPO / "params.yaml", overrides=TINY_MODEL).model_dump(mode="json", exclude={"root"})
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    (repo / "src" / "fashionvlp" / "data").mkdir(parents=True)
-    shutil.copy(REPO / "src/fashionvlp/data/validation.py", repo / "src/fashionvlp/data/validation.py")
+    shutil.copytree(REPO / "src" / "fashionvlp", repo / "src" / "fashionvlp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     _sh(dvc + ["add", "-q", "data"], repo)
     assert pinned_md5(repo / "data.dvc") == dir_md5(repo / "data")
     assert workspace_matches(repo, repo / "data.dvc")
@@ -50,10 +52,21 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
     # unchanged inputs: DVC has nothing to rerun
     assert "didn't change" in _sh(dvc + ["repro", "validate"], repo)
 
+    # VQ-VAE patch labels → pre-training, as DVC stages with params, outputs and metrics.
+    res = subprocess.run(dvc + ["repro", "pretrain"], cwd=repo, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PATH": env_bin + ":" + __import__("os").environ["PATH"],
+                              "PYTHONPATH": str(repo / "src")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (repo / "derived" / "patch_labels" / "codes.npy").exists()
+    assert (repo / "derived" / "pretrain" / "fashionvil" / "model" / "model.safetensors").exists()
+    metrics = __import__("json").loads(_sh(dvc + ["metrics", "show", "--json"], repo))[""]["data"]
+    assert metrics["derived/vqvae/metrics.json"]["data"]["codebook_size"] == 32
+    assert metrics["derived/pretrain/fashionvil/summary.json"]["data"]["steps"] == 4
+    assert "didn't change" in _sh(dvc + ["repro", "pretrain"], repo)
+
 
 def test_default_catalog_regenerates_to_the_pinned_hash(tmp_path):
     """The embedded default catalog is byte-deterministic: regenerating it matches data.dvc."""
-    from fashionvlp.config import load_params
     from fashionvlp.stages.data import synth
 
     params = load_params(REPO / "params.yaml", overrides=["data.synth.workers=2"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -47,10 +46,11 @@ def _run(fn):
     """Turns expected failures (bad input, failed validation) into a clear message and exit code 1."""
     from fashionvlp.data.catalog_io import CatalogError, CatalogNotFound
     from fashionvlp.data.versioning import DataVersionError
+    from fashionvlp.models.image_encoders import ModelInputError
 
     try:
         return fn()
-    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError) as exc:
+    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError, ModelInputError) as exc:
         _fail(str(exc), 1)
     except RuntimeError as exc:
         if type(exc).__name__ == "ValidationFailed":
@@ -61,6 +61,8 @@ def _run(fn):
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one line per checkpoint file is noise at INFO
+        logging.getLogger("accelerate").setLevel(logging.WARNING)
 
 
 @config_app.command("show")
@@ -112,6 +114,52 @@ def data_version_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt 
     p = _params(params, preset, set_)
     version = _run(lambda: data_version(p.root, dvc_file_for(p.catalog_dir)))
     typer.echo(json.dumps(version.__dict__, indent=2))
+
+
+def _tracking(p: Params, track: bool):
+    if not track:
+        return None
+    from fashionvlp.tracking.mlflow_tracking import Tracking
+
+    return Tracking.from_params(p)
+
+
+TrackOpt = Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow (tracking.* params).")]
+
+
+@app.command("vqvae")
+def vqvae_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
+              catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
+              track: TrackOpt = True) -> None:
+    """Train the VQ-VAE on catalog images and write MPFC's patch labels (one code per encoder patch)."""
+    from fashionvlp.stages.vqvae import train_vqvae
+
+    p = _params(params, preset, set_)
+    result = _run(lambda: train_vqvae(p, catalog, _tracking(p, track)))
+    m = result.metrics
+    typer.echo(f"VQ-VAE ({m['num_images']} images, grid {m['grid']}): reconstruction MSE {m['reconstruction_mse']:.4f}, "
+               f"perplexity {m['perplexity']:.1f}, codes used {m['codes_used']}/{m['codebook_size']} "
+               f"(dead {m['dead_codes']})\npatch labels: {result.labels_dir}\nmodel: {result.model_dir}")
+
+
+@app.command("pretrain")
+def pretrain_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
+                 catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
+                 patch_labels: Annotated[Optional[Path], typer.Option(help="Patch labels (default: derived/patch_labels).")] = None,
+                 out: Annotated[Optional[Path], typer.Option(help="Output directory (default: derived/pretrain/<arch>).")] = None,
+                 stop_after: Annotated[Optional[int], typer.Option(help="Stop after this many steps in this call (resume later).")] = None,
+                 track: TrackOpt = True) -> None:
+    """Pre-train FashionViL or KG-FLIP (model.arch) with the configured objectives; resumes from checkpoints."""
+    from fashionvlp.stages.pretrain import pretrain
+
+    p = _params(params, preset, set_)
+    result = _run(lambda: pretrain(p, catalog, patch_labels, out, _tracking(p, track), stop_after=stop_after))
+    s = result.summary
+    typer.echo(f"{s['arch']} pre-training, {s['steps']} steps ({s['combine']} of {', '.join(s['objectives'])}), "
+               f"{'finished' if result.finished else 'stopped early (rerun to resume)'}")
+    for name, row in s["losses"].items():
+        typer.echo(f"  loss/{name}: {row['first']:.4f} → {row['last']:.4f} (first vs last 20% of logged windows)")
+    typer.echo(f"model: {result.model_dir}" + (f"\nMLflow run: {result.run_id}" if result.run_id else ""))
 
 
 @convert_app.command("fashiongen")

@@ -7,10 +7,10 @@ import sys
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, TINY
+from tests.conftest import REPO, TINY_MODEL
 
 
-def test_retrain_flow_logs_data_version(prefect_harness, tiny_catalog, tmp_path):
+def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_harness, tiny_catalog, tmp_path):
     sys.path.insert(0, str(REPO / "flows"))
     from retrain import RetrainParameters, retrain
 
@@ -25,7 +25,7 @@ def test_retrain_flow_logs_data_version(prefect_harness, tiny_catalog, tmp_path)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
-    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY))
+    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL))
     pin = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
     run = MlflowClient(out["tracking_uri"]).get_run(out["run_id"])
     assert run.info.status == "FINISHED"
@@ -35,3 +35,15 @@ def test_retrain_flow_logs_data_version(prefect_harness, tiny_catalog, tmp_path)
     assert run.data.params["data.synth.num_products"] == "140"
     assert run.data.metrics["data.products"] == 140
     assert (repo / "mlflow" / "artifacts").is_dir()     # explicit artifact location, not ./mlruns
+
+    # One nested MLflow run per stage under the flow's parent run.
+    client = MlflowClient(out["tracking_uri"])
+    children = {r.data.tags["mlflow.runName"]: r for r in client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
+    assert {"vqvae", "pretrain-fashionvil"} <= set(children)
+    assert children["vqvae"].data.metrics["vqvae.codes_used"] >= 1
+    assert "vqvae.perplexity" in children["vqvae"].data.metrics
+    pre = children["pretrain-fashionvil"]
+    assert pre.info.status == "FINISHED" and pre.data.tags["data.dvc_md5"] == pin
+    assert any(k.startswith("loss/") for k in pre.data.metrics)
+    assert (repo / "derived" / "pretrain" / "fashionvil" / "model" / "model.safetensors").exists()

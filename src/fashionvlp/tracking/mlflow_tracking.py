@@ -7,6 +7,8 @@ and Prefect runs tasks in worker threads.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,17 @@ class Tracking:
         run = self.client.create_run(self.experiment_id, run_name=name, tags=tags)
         return run.info.run_id
 
+    @contextmanager
+    def run(self, name: str, tags: dict[str, str] | None = None, parent_run_id: str | None = None) -> Iterator[str]:
+        """A run that ends FINISHED, or FAILED when the block raises."""
+        run_id = self.start_run(name, tags, parent_run_id)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id)
+
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in sorted(params.items())]
         for start in range(0, len(items), 100):
@@ -66,5 +79,14 @@ class Tracking:
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
+    def log_artifacts(self, run_id: str, directory: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path)
+
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
+
+
+def maybe_run(tracking: Tracking | None, name: str, tags: dict[str, str] | None = None,
+              parent_run_id: str | None = None):
+    """``tracking.run(...)``, or a context yielding None when the caller tracks nothing."""
+    return tracking.run(name, tags, parent_run_id) if tracking is not None else nullcontext()

@@ -1,0 +1,165 @@
+"""Pre-training samples: two views, tokenised text with word and attribute units, KG negative text,
+title, patch codes and pseudo-attribute targets. One decoded sample serves every objective.
+
+Randomness (view choice, flips, augmentation, attribute swaps) comes from a generator seeded by
+(seed, epoch, index), so a sample is the same whichever worker draws it, and resuming is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+from torch.utils.data import Dataset, Sampler
+
+from fashionvlp.data.catalog_io import Catalog
+from fashionvlp.data.knowledge import pseudo_attribute_indices, swap_attributes, token_attribute_units
+from fashionvlp.data.patch_labels import PatchLabels
+from fashionvlp.data.schema import Product
+from fashionvlp.models.image_encoders import Normalization
+
+
+@dataclass(frozen=True)
+class ImageTransform:
+    image_size: int
+    normalization: Normalization
+
+    def load(self, path: Path) -> Image.Image:
+        with Image.open(path) as im:
+            return im.convert("RGB").resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        array = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.normalization.mean).view(3, 1, 1)
+        std = torch.tensor(self.normalization.std).view(3, 1, 1)
+        return (array - mean) / std
+
+    def augment(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """The stand-in second view of a single-view product: random resized crop and brightness jitter."""
+        size = self.image_size
+        scale = rng.uniform(0.7, 1.0)
+        side = int(round(size * np.sqrt(scale)))
+        x, y = rng.integers(0, size - side + 1, size=2)
+        image = image.crop((int(x), int(y), int(x) + side, int(y) + side)).resize((size, size), Image.Resampling.BICUBIC)
+        return ImageEnhance.Brightness(image).enhance(float(rng.uniform(0.8, 1.2)))
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch (the data position is then just epoch + batches done)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class PretrainDataset(Dataset):
+    def __init__(self, catalog: Catalog, products: list[Product], tokenizer, transform: ImageTransform,
+                 max_length: int, pseudo_attributes: list[str], pac_max_ngram: int,
+                 patch_labels: PatchLabels | None = None, hflip: bool = True, seed: int = 0):
+        self.catalog, self.products, self.tokenizer, self.transform = catalog, products, tokenizer, transform
+        self.max_length, self.patch_labels, self.hflip, self.seed, self.epoch = max_length, patch_labels, hflip, seed, 0
+        self.schema = catalog.schema
+        self.pseudo_attributes = pseudo_attributes
+        vocabulary = {p: i for i, p in enumerate(pseudo_attributes)}
+        # Found once per text and kept: the objectives never re-derive them.
+        self.mentions = [self.schema.find_mentions(p.text, p.category) for p in products]
+        self.pac = [pseudo_attribute_indices(p.text, vocabulary, pac_max_ngram) for p in products]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def _tokenize(self, text: str):
+        return self.tokenizer(text, truncation=True, max_length=self.max_length, return_offsets_mapping=True)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        product, mentions = self.products[index], self.mentions[index]
+        views = list(product.images)
+        order = rng.permutation(len(views))
+        view_a = views[order[0]]
+        image_a = self.transform.load(self.catalog.root / view_a.path)
+        if len(views) > 1:
+            image_b = self.transform.load(self.catalog.root / views[order[1]].path)
+        else:
+            image_b = self.transform.augment(image_a, rng)
+        flip_a, flip_b = (rng.random(2) < 0.5) & self.hflip
+        codes = None
+        if self.patch_labels is not None:
+            h, w = self.patch_labels.grid
+            codes = self.patch_labels.codes_for(view_a.path).reshape(h, w)
+            codes = torch.from_numpy(np.ascontiguousarray(codes[:, ::-1] if flip_a else codes).astype(np.int64)).flatten()
+        if flip_a:
+            image_a = image_a.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if flip_b:
+            image_b = image_b.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+        text = product.text
+        enc = self._tokenize(text)
+        word_ids = [-1 if w is None else w for w in enc.word_ids()]
+        units = token_attribute_units(enc["offset_mapping"], mentions)
+        negative = swap_attributes(text, mentions, self.schema, rng)
+        neg = self._tokenize(negative) if negative is not None else None
+        title = self.tokenizer(product.title, truncation=True, max_length=self.max_length)
+        return {
+            "index": index,
+            "pixels_a": self.transform.to_tensor(image_a),
+            "pixels_b": self.transform.to_tensor(image_b),
+            "input_ids": enc["input_ids"], "word_ids": word_ids, "attribute_units": units,
+            "negative_ids": neg["input_ids"] if neg is not None else None,
+            "title_ids": title["input_ids"],
+            "codes": codes,
+            "pac": self.pac[index],
+        }
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    length = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (length - len(r)) for r in rows], dtype=torch.long)
+
+
+@dataclass
+class PretrainCollator:
+    pad_token_id: int
+    num_pseudo_attributes: int
+
+    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        ids = [s["input_ids"] for s in samples]
+        batch = {
+            "index": torch.tensor([s["index"] for s in samples]),
+            "pixels_a": torch.stack([s["pixels_a"] for s in samples]),
+            "pixels_b": torch.stack([s["pixels_b"] for s in samples]),
+            "input_ids": _pad(ids, self.pad_token_id),
+            "attention_mask": _pad([[1] * len(r) for r in ids], 0),
+            "word_ids": _pad([s["word_ids"] for s in samples], -1),
+            "attribute_units": _pad([s["attribute_units"] for s in samples], -1),
+            "title_ids": _pad([s["title_ids"] for s in samples], self.pad_token_id),
+            "title_mask": _pad([[1] * len(s["title_ids"]) for s in samples], 0),
+        }
+        # KG-ITM: the attribute-swapped text, or (negative_valid=0) a placeholder the objective replaces.
+        negatives = [s["negative_ids"] or s["input_ids"] for s in samples]
+        batch["negative_ids"] = _pad(negatives, self.pad_token_id)
+        batch["negative_mask"] = _pad([[1] * len(r) for r in negatives], 0)
+        batch["negative_valid"] = torch.tensor([s["negative_ids"] is not None for s in samples])
+        if samples[0]["codes"] is not None:
+            batch["codes"] = torch.stack([s["codes"] for s in samples])
+        pac = torch.zeros(len(samples), self.num_pseudo_attributes)
+        for row, s in enumerate(samples):
+            if s["pac"]:
+                pac[row, s["pac"]] = 1.0 / len(s["pac"])
+        batch["pac_targets"] = pac
+        return batch

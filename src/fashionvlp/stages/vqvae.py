@@ -1,0 +1,167 @@
+"""VQ-VAE stage: train on catalog images, then write one code per encoder patch (MPFC's targets).
+
+Outputs (DVC stage ``vqvae``): ``derived/vqvae/`` (weights, metrics.json, reconstructions.png) and
+``derived/patch_labels/`` (codes, image index, meta with grid and catalog version).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fashionvlp.config import Params
+from fashionvlp.data.catalog_io import read_catalog
+from fashionvlp.data.patch_labels import write_patch_labels
+from fashionvlp.data.versioning import dir_md5
+from fashionvlp.models.image_encoders import build_image_encoder
+from fashionvlp.models.vqvae import VQVAE, downsample_factor, perplexity
+from fashionvlp.tracking.mlflow_tracking import maybe_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VQVAEResult:
+    model_dir: Path
+    labels_dir: Path
+    metrics: dict
+    run_id: str | None
+
+
+def vqvae_dir(params: Params) -> Path:
+    return params.derived_dir / "vqvae"
+
+
+def patch_labels_dir(params: Params) -> Path:
+    return params.derived_dir / "patch_labels"
+
+
+def encoder_grid(params: Params) -> tuple[int, int]:
+    """The image encoder's patch grid (built without weights: only its shape matters here)."""
+    cfg = params.model.image.model_copy(update={"pretrained": False, "checkpoint": None})
+    return build_image_encoder(cfg).grid
+
+
+def _load_images(root: Path, paths: list[str], size: int) -> torch.Tensor:
+    out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
+    for i, rel in enumerate(paths):
+        with Image.open(root / rel) as im:
+            im = im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
+        out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+    return out
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1.0
+
+
+def _save_reconstructions(originals: torch.Tensor, recon: torch.Tensor, path: Path) -> Path:
+    """Top row: originals; bottom row: reconstructions."""
+    def strip(x: torch.Tensor) -> np.ndarray:
+        x = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+        return np.concatenate(list(x), axis=1)
+    Image.fromarray(np.concatenate([strip(originals), strip(recon)], axis=0)).save(path)
+    return path
+
+
+def _fit(model: VQVAE, images: torch.Tensor, cfg, log_metrics) -> list[dict]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history = []
+    model.train()
+    for step in range(1, cfg.steps + 1):
+        index = torch.randint(0, len(images), (cfg.batch_size,), generator=generator)
+        batch = _to_unit(images[index])
+        flip = torch.rand(len(index), generator=generator) < 0.5
+        batch[flip] = batch[flip].flip(-1)
+        recon, codes, commitment = model(batch)
+        reconstruction = torch.nn.functional.mse_loss(recon, batch)
+        optimizer.zero_grad(set_to_none=True)
+        (reconstruction + commitment).backward()
+        optimizer.step()
+        if step % 20 == 0 or step == cfg.steps:
+            row = {"vqvae.reconstruction_mse": reconstruction.item(), "vqvae.commitment": commitment.item(),
+                   "vqvae.batch_perplexity": perplexity(codes, cfg.codebook_size)}
+            history.append({"step": step, **row})
+            log_metrics(row, step)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def _encode_all(model: VQVAE, images: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, float]:
+    """Codes [N, h·w] of every image (unaugmented), and the mean squared reconstruction error."""
+    codes, squared = [], 0.0
+    for start in range(0, len(images), chunk):
+        batch = _to_unit(images[start:start + chunk])
+        recon, batch_codes, _ = model(batch)
+        squared += torch.nn.functional.mse_loss(recon, batch, reduction="sum").item()
+        codes.append(batch_codes.flatten(1))
+    return torch.cat(codes), squared / images.numel()
+
+
+def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, parent_run_id: str | None = None,
+                out_dir: Path | None = None, labels_dir: Path | None = None) -> VQVAEResult:
+    cfg, size = params.vqvae, params.model.image.image_size
+    catalog_root = Path(catalog or params.catalog_dir)
+    out_dir, labels_dir = out_dir or vqvae_dir(params), labels_dir or patch_labels_dir(params)
+    grid = encoder_grid(params)
+    factor = downsample_factor(size, grid)
+    cat = read_catalog(catalog_root)
+    paths = [view.path for p in cat.iter_products() if p.split in cfg.splits for view in p.images]
+    catalog_md5 = dir_md5(catalog_root)
+    log.info("VQ-VAE: %d images at %d px, grid %s, %d codes", len(paths), size, grid, cfg.codebook_size)
+    images = _load_images(catalog_root, paths, size)
+
+    torch.manual_seed(cfg.seed)
+    model = VQVAE(factor, cfg.hidden_channels, cfg.code_dim, cfg.codebook_size, cfg.ema_decay,
+                  cfg.commitment_weight, cfg.dead_code_threshold)
+    with maybe_run(tracking, "vqvae", {"stage": "vqvae"}, parent_run_id) as run_id:
+        def log_metrics(row: dict, step: int) -> None:
+            if tracking is not None:
+                tracking.log_metrics(run_id, {k: v for k, v in row.items() if isinstance(v, (int, float))}, step)
+
+        if tracking is not None:
+            tracking.log_params(run_id, {f"vqvae.{k}": v for k, v in cfg.model_dump().items()}
+                                | {"grid": f"{grid[0]}x{grid[1]}", "image_size": size, "catalog_md5": catalog_md5,
+                                   "num_images": len(paths)})
+        started = time.perf_counter()
+        history = _fit(model, images, cfg, log_metrics)
+        codes, mse = _encode_all(model, images)
+        used = torch.bincount(codes.flatten(), minlength=cfg.codebook_size) > 0
+        metrics = {
+            "reconstruction_mse": mse,
+            "perplexity": perplexity(codes, cfg.codebook_size),
+            "codes_used": int(used.sum()),
+            "dead_codes": int((~used).sum()),
+            "codebook_usage": float(used.float().mean()),
+            "codebook_size": cfg.codebook_size,
+            "num_images": len(paths),
+            "grid": f"{grid[0]}x{grid[1]}",
+            "train_seconds": round(time.perf_counter() - started, 1),
+        }
+        out_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), out_dir / "vqvae.pt")
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (out_dir / "history.json").write_text(json.dumps(history))
+        pick = torch.linspace(0, len(paths) - 1, min(cfg.reconstructions, len(paths))).long()
+        with torch.no_grad():
+            recon, _, _ = model(_to_unit(images[pick]))
+        _save_reconstructions(_to_unit(images[pick]), recon, out_dir / "reconstructions.png")
+        write_patch_labels(labels_dir, codes.numpy(), paths, grid, size, cfg.codebook_size, catalog_md5,
+                           extra={"vqvae": {k: metrics[k] for k in ("perplexity", "codes_used", "dead_codes")}})
+        log_metrics({f"vqvae.{k}": v for k, v in metrics.items()}, cfg.steps)
+        if tracking is not None:
+            tracking.log_artifact(run_id, out_dir / "reconstructions.png", "vqvae")
+            tracking.log_artifact(run_id, out_dir / "metrics.json", "vqvae")
+            tracking.set_tags(run_id, {"patch_labels": str(labels_dir), "catalog_md5": catalog_md5})
+    log.info("VQ-VAE: mse %.4f, perplexity %.1f, %d/%d codes used", metrics["reconstruction_mse"],
+             metrics["perplexity"], metrics["codes_used"], cfg.codebook_size)
+    return VQVAEResult(out_dir, labels_dir, metrics, run_id)
