@@ -102,3 +102,30 @@ def test_kgflip_patch_labels_not_needed(tiny_catalog, tmp_path):
     result = pretrain(tiny_params(tmp_path, *KGFLIP, "pretrain.steps=2"), tiny_catalog, tmp_path / "no-labels")
     assert result.finished
     assert np.isfinite([row["last"] for row in result.summary["losses"].values()]).all()
+
+
+def test_distributed_data_parallel_on_two_cpu_processes(tiny_catalog, tiny_patch_labels, tmp_path):
+    """torchrun, 2 CPU processes: Accelerate forms a gloo DDP group; ITC gathers, batches are sharded."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from fashionvlp.config import load_params
+    from tests.conftest import REPO, TINY_MODEL
+
+    every_step = ["pretrain.steps=3", "pretrain.combine=sum",   # ITC/MVC gather and ITM mines on every step
+                  "pretrain.objectives={itc: 1, itm: 1, mlm: 0, mpfc: 1, mvc: 1, pac: 0}"]
+    values = load_params(REPO / "params.yaml", overrides=TINY_MODEL + every_step).model_dump(
+        mode="json", exclude={"root"})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fashionvlp.cli", "pretrain",
+                "--params", str(tmp_path / "params.yaml"), "--no-track", "--catalog", str(tiny_catalog),
+                "--patch-labels", str(tiny_patch_labels), "--out", str(tmp_path / "out")]
+    res = subprocess.run(launcher, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["steps"] == 3 and summary["samples"] == 3 * 8 * 2   # two processes, 8 each per step
+    assert (tmp_path / "out" / "model" / "model.safetensors").exists()

@@ -70,6 +70,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
             out: Path | None = None, objectives: dict[str, float] | None = None) -> Prepared:
     """Reads and checks every input, then builds model, objectives and dataset. Raises ``ModelInputError``."""
     import torch
+    from accelerate import PartialState
 
     from fashionvlp.data.knowledge import mine_pseudo_attributes
     from fashionvlp.data.patch_labels import read_patch_labels
@@ -80,7 +81,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     from fashionvlp.objectives.base import ObjectiveContext
     from fashionvlp.objectives.combine import ObjectiveSuite
     from fashionvlp.stages.vqvae import patch_labels_dir
-    from fashionvlp.training.loop import checkpoint_dirs
+    from fashionvlp.training.loop import checkpoint_dirs, use_cpu
 
     cfg, model_cfg = params.pretrain, params.model
     weights = objectives or cfg.active_objectives
@@ -98,12 +99,16 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     if any(OBJECTIVES[n].cls.needs_patch_labels for n in weights):
         labels = read_patch_labels(Path(patch_labels or patch_labels_dir(params)))
     torch.manual_seed(cfg.seed)
-    # A resumed scratch-BERT run keeps the tokenizer it started with.
     tokenizer_dir = out / "tokenizer"
-    text_cfg = model_cfg.text
-    if text_cfg.source == "scratch" and text_cfg.tokenizer is None and tokenizer_dir.is_dir() and checkpoint_dirs(out):
-        text_cfg = text_cfg.model_copy(update={"tokenizer": tokenizer_dir})
-    model = build_model(model_cfg.model_copy(update={"text": text_cfg}), params.resolve, texts, tokenizer_dir)
+    process = PartialState(cpu=use_cpu())  # under `accelerate launch` or torchrun, one of several processes
+    with process.main_process_first():
+        # A resumed scratch-BERT run keeps the tokenizer it started with, and the other processes of a
+        # distributed run read the one the main process has just trained (training is not reproducible).
+        text_cfg = model_cfg.text
+        reuse = checkpoint_dirs(out) or not process.is_main_process
+        if text_cfg.source == "scratch" and text_cfg.tokenizer is None and tokenizer_dir.is_dir() and reuse:
+            text_cfg = text_cfg.model_copy(update={"tokenizer": tokenizer_dir})
+        model = build_model(model_cfg.model_copy(update={"text": text_cfg}), params.resolve, texts, tokenizer_dir)
     if labels is not None:
         labels.check(model.image_encoder.grid, model_cfg.image.image_size, catalog_md5)
 
@@ -139,16 +144,19 @@ def _log_inputs(tracking, run_id: str, params: Params, prepared: Prepared, out: 
 def pretrain(params: Params, catalog: Path | None = None, patch_labels: Path | None = None, out: Path | None = None,
              tracking=None, parent_run_id: str | None = None, stop_after: int | None = None) -> PretrainResult:
     """Trains (or resumes) and writes ``out/model``, ``out/summary.json``; returns small references."""
+    from accelerate import PartialState
     from safetensors.torch import save_model
 
     from fashionvlp.models.registry import save_pretrained
     from fashionvlp.tracking.mlflow_tracking import maybe_run
-    from fashionvlp.training.loop import train
+    from fashionvlp.training.loop import train, use_cpu
 
     cfg, model_cfg = params.pretrain, params.model
     out = Path(out or pretrain_dir(params))
     catalog_root = Path(catalog or params.catalog_dir)
     prepared = prepare(params, catalog_root, patch_labels, out)
+    if not PartialState(cpu=use_cpu()).is_main_process:
+        tracking = None  # one MLflow run per training, logged by the main process
     out.mkdir(parents=True, exist_ok=True)
     (out / "pseudo_attributes.json").write_text(json.dumps(prepared.pseudo_attributes))
     model_dir = out / "model"

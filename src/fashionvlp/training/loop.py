@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -50,6 +51,12 @@ class TrainResult:
     finished: bool = False
 
 
+def use_cpu() -> bool:
+    """CPU when there is no GPU (or `accelerate launch --cpu`). Accelerate only forms a multi-process CPU
+    group (gloo, e.g. under ``torchrun --nproc_per_node 2``) when told ``cpu=True``."""
+    return not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+
+
 def checkpoint_dirs(out: Path) -> list[Path]:
     return sorted((out / CHECKPOINTS).glob("step_*"), key=lambda p: int(p.name.removeprefix("step_")))
 
@@ -78,7 +85,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_scheduler
 
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+    accelerator = Accelerator(cpu=use_cpu(), mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     torch.manual_seed(cfg.seed)
     # The loader's own generator: starting an iterator draws a worker base seed, and drawing it from the
