@@ -137,7 +137,8 @@ class VQVAEConfig(StrictModel):
     # Codes used fewer times than this (EMA count) are re-seeded from the batch, so the codebook stays alive.
     dead_code_threshold: float = Field(1.0, ge=0)
     seed: int = 0
-    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val", "test"])
+    # Images the VQ-VAE trains on and labels; test images stay unseen by every pre-training stage.
+    splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val"])
     reconstructions: int = Field(8, ge=1, le=64)
 
 

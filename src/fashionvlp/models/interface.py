@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,7 @@ class FusedFeatures:
     image_tokens: torch.Tensor | None  # [B, N, H] fused visual positions (single-stream only; MPFC reads these)
 
 
-class VisionLanguageModel(nn.Module):
+class VisionLanguageModel(nn.Module, abc.ABC):
     """``encode_image``, ``encode_text``, ``fuse`` and (if ``"decode"`` in capabilities) ``decode``."""
 
     arch: str = ""
@@ -45,20 +46,27 @@ class VisionLanguageModel(nn.Module):
         return self.contrastive_scale.square() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t()
 
     @property
+    @abc.abstractmethod
     def word_embeddings(self) -> nn.Embedding:
-        raise NotImplementedError
+        """The text encoder's input embeddings (MLM and LM heads tie their output layer to them)."""
 
+    @abc.abstractmethod
     def encode_image(self, pixels: torch.Tensor) -> ImageFeatures:
-        raise NotImplementedError
+        """Unimodal image features."""
 
+    @abc.abstractmethod
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:
-        raise NotImplementedError
+        """Unimodal text features."""
 
+    @abc.abstractmethod
     def fuse(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, image: ImageFeatures) -> FusedFeatures:
-        raise NotImplementedError
+        """Multimodal features of a text grounded in an image."""
 
     def decode(self, image: ImageFeatures, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError(f"{self.arch} has no text decoder")
+        from fashionvlp.models.image_encoders import ModelInputError
+
+        raise ModelInputError(f"the {self.arch} architecture has no text decoder (capabilities: "
+                              f"{', '.join(sorted(self.capabilities)) or 'none'})")
 
     def image_parameters(self) -> list[nn.Parameter]:
         """The image encoder's parameters (FashionViL trains them at a higher learning rate)."""

@@ -49,6 +49,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     resumed_from: int | None = None
     finished: bool = False
+    suite: object = None          # the unwrapped ObjectiveSuite, trained
+    accelerator: object = None
 
 
 def use_cpu() -> bool:
@@ -177,9 +179,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
             state.epoch += 1
             state.batch_in_epoch = 0
     bar.close()
-    result.finished = state.step >= cfg.steps
-    result.suite = unwrapped
-    result.accelerator = accelerator
+    result.finished, result.suite, result.accelerator = state.step >= cfg.steps, unwrapped, accelerator
     return result
 
 
