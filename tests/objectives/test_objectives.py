@@ -58,7 +58,7 @@ def test_every_objective_gives_a_finite_loss_with_gradients(tmp_path, arch, name
     batch = _batch(model)
     for name in names:
         model.zero_grad()
-        out = objectives[name](model, batch)
+        out = objectives[name](model, dict(batch))   # a fresh dict: image features are cached per step
         loss = out[f"loss/{name}"]
         assert torch.isfinite(loss) and loss > 0, name
         loss.backward()
@@ -196,3 +196,14 @@ def test_task_sampling_follows_probabilities_and_sum_adds(tmp_path):
     torch.manual_seed(0)
     total, logs = summed(_batch(model), ["itc", "mvc"])
     assert torch.isclose(total, logs["loss/itc"] + 0.5 * logs["loss/mvc"])
+
+
+def test_objectives_summed_in_one_step_encode_the_image_once(tmp_path):
+    model = _model(tmp_path, "kgflip")
+    calls = []
+    original = model.encode_image
+    model.encode_image = lambda pixels: calls.append(pixels.shape) or original(pixels)
+    suite = ObjectiveSuite(model, {"kg_mlim": 1.0, "kg_itm": 1.0, "lm": 1.0}, "sum", seed=0, context=CONTEXT)
+    total, _ = suite(_batch(model), suite.choose(0))
+    total.backward()
+    assert len(calls) == 1

@@ -150,7 +150,7 @@ class PretrainCollator:
             "title_ids": _pad([s["title_ids"] for s in samples], self.pad_token_id),
             "title_mask": _pad([[1] * len(s["title_ids"]) for s in samples], 0),
         }
-        # KG-ITM: the attribute-swapped text, or (negative_valid=0) a placeholder the objective replaces.
+        # KG-ITM: the attribute-swapped text, or (negative_valid=0) the own text, which the objective swaps for another item's.
         negatives = [s["negative_ids"] or s["input_ids"] for s in samples]
         batch["negative_ids"] = _pad(negatives, self.pad_token_id)
         batch["negative_mask"] = _pad([[1] * len(r) for r in negatives], 0)

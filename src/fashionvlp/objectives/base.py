@@ -6,6 +6,7 @@ model capabilities it needs, so a config asking for, say, LM on FashionViL fails
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,13 +27,22 @@ class ObjectiveContext:
     codebook_size: int = 0
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, abc.ABC):
     name: str = ""
     requires: frozenset[str] = frozenset()
     needs_patch_labels: bool = False
 
+    @abc.abstractmethod
     def forward(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Named losses (``loss/<name>``, with a graph) and detached diagnostics (``acc/<name>``…)."""
+
+
+def encoded_image(model, batch: dict, key: str = "pixels_a"):
+    """``model.encode_image(batch[key])``, computed once per step: objectives summed in one step share it."""
+    cache = batch.setdefault("_image_features", {})
+    if key not in cache:
+        cache[key] = model.encode_image(batch[key])
+    return cache[key]
 
 
 def register_objective(name: str, **defaults):

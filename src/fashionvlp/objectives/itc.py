@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fashionvlp.objectives.base import Objective, info_nce, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, info_nce, register_objective
 
 
 @register_objective("itc")
@@ -11,7 +11,7 @@ class ImageTextContrastive(Objective):
         super().__init__()
 
     def forward(self, model, batch):
-        image = model.encode_image(batch["pixels_a"]).global_
+        image = encoded_image(model, batch).global_
         text = model.encode_text(batch["input_ids"], batch["attention_mask"]).global_
         loss, acc = info_nce(model, image, text)
         return {"loss/itc": loss, "acc/itc": acc.detach(), "scale/itc": model.contrastive_scale.detach().square()}

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fashionvlp.models.interface import ImageFeatures
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, register_objective
 
 
 def sample_hard_negatives(similarity: torch.Tensor, product: torch.Tensor) -> torch.Tensor:
@@ -56,7 +56,7 @@ class ImageTextMatching(Objective):
 
     def forward(self, model, batch):
         ids, mask, product = batch["input_ids"], batch["attention_mask"], batch["index"]
-        image = model.encode_image(batch["pixels_a"])
+        image = encoded_image(model, batch)
         with torch.no_grad():  # only for mining negatives
             text_global = model.encode_text(ids, mask).global_
         neg_ids, neg_mask = self._negative_texts(model, batch, image, text_global, product)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, register_objective
 
 
 @register_objective("lm")
@@ -17,7 +17,7 @@ class LanguageModelling(Objective):
 
     def forward(self, model, batch):
         ids, mask = batch["title_ids"], batch["title_mask"]
-        logits = model.decode(model.encode_image(batch["pixels_a"]), ids, mask)[:, :-1]
+        logits = model.decode(encoded_image(model, batch), ids, mask)[:, :-1]
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                            ignore_index=-100, label_smoothing=self.label_smoothing)

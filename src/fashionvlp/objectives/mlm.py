@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from fashionvlp.models.interface import PredictionHead
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, register_objective
 from fashionvlp.objectives.masking import IGNORE, mask_tokens
 
 
@@ -28,7 +28,7 @@ class MaskedLanguageModelling(Objective):
     def forward(self, model, batch):
         masked, labels = mask_tokens(batch["input_ids"], batch["word_ids"], batch["attribute_units"], self.probability,
                                      self.policy, self.mask_token_id, self.vocab_size, self.special_ids)
-        fused = model.fuse(masked, batch["attention_mask"], model.encode_image(batch["pixels_a"]))
+        fused = model.fuse(masked, batch["attention_mask"], encoded_image(model, batch))
         selected = labels != IGNORE
         key = self.name
         if not selected.any():

@@ -5,7 +5,7 @@ The dataset supplies view B: another view of the product, or an augmented copy o
 
 from __future__ import annotations
 
-from fashionvlp.objectives.base import Objective, info_nce, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, info_nce, register_objective
 
 
 @register_objective("mvc")
@@ -14,7 +14,7 @@ class MultiViewContrastive(Objective):
         super().__init__()
 
     def forward(self, model, batch):
-        view_a = model.encode_image(batch["pixels_a"]).global_
-        fused = model.fuse(batch["input_ids"], batch["attention_mask"], model.encode_image(batch["pixels_b"])).embedding
+        view_a = encoded_image(model, batch).global_
+        fused = model.fuse(batch["input_ids"], batch["attention_mask"], encoded_image(model, batch, "pixels_b")).embedding
         loss, acc = info_nce(model, view_a, fused)
         return {"loss/mvc": loss, "acc/mvc": acc.detach()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, encoded_image, register_objective
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -28,7 +28,7 @@ class PseudoAttributeClassification(Objective):
     def forward(self, model, batch):
         targets = batch["pac_targets"]
         keep = targets.sum(-1) > 0
-        image = model.encode_image(batch["pixels_a"]).global_
+        image = encoded_image(model, batch).global_
         text = model.encode_text(batch["input_ids"], batch["attention_mask"]).global_
         if not keep.any():  # no labelled item: a zero loss that still touches the graph (DDP needs it)
             zero = (self.image_head(image).sum() + self.text_head(text).sum()) * 0.0
