@@ -3,7 +3,6 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from fashionvlp.config import ValidationConfig
 from fashionvlp.data.catalog_io import PRODUCTS_SCHEMA
