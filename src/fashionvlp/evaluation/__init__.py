@@ -1,0 +1,1 @@
+"""Metrics (pure: arrays in, numbers out) and evaluation protocols."""
