@@ -1,5 +1,5 @@
 """The retraining flow. Stages built so far: data version check → validation → VQ-VAE patch labels →
-pre-training, tracked in MLflow (one parent run, one nested run per stage).
+pre-training → retrieval evaluation, tracked in MLflow (one parent run, one nested run per stage).
 
 Run it with ``make run`` (or ``python flows/retrain.py``). With PREFECT_API_URL unset Prefect starts a
 temporary local API, so no server is needed. Tasks pass paths and ids, never data.
@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field  # noqa: E402
 
 from fashionvlp.config import Params, load_params  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
+from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
 from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
 from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
@@ -64,6 +65,13 @@ def pretrain(parameters: RetrainParameters, catalog: str, patch_labels: str, par
     return {"model_dir": str(result.model_dir), "run_id": result.run_id, "summary": result.summary}
 
 
+@task(name="evaluate-xmr")
+def evaluate_xmr(parameters: RetrainParameters, model_dir: str, catalog: str, parent_run_id: str) -> dict:
+    params = parameters.load()
+    return evaluate_stage.evaluate_xmr(params, Path(model_dir), Path(catalog), tracking=Tracking.from_params(params),
+                                       parent_run_id=parent_run_id)
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
     logger = get_run_logger()
@@ -85,8 +93,9 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         pretrained = pretrain(parameters, version["catalog"], codes["labels_dir"], run_id)
         tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
                                       for name, row in pretrained["summary"]["losses"].items()})
+        xmr = evaluate_xmr(parameters, pretrained["model_dir"], version["catalog"], run_id)
     return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
-            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained}
+            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained, "xmr": xmr}
 
 
 def main(argv: list[str]) -> int:
@@ -107,6 +116,12 @@ def main(argv: list[str]) -> int:
     print(f"Pre-training:    {summary['arch']}, {summary['steps']} steps; model → {out['pretrain']['model_dir']}")
     for name, row in summary["losses"].items():
         print(f"                 loss/{name}: {row['first']:.4f} → {row['last']:.4f}")
+    xmr = out["xmr"]
+    print(f"Retrieval (XMR, no fine-tuning, {xmr['split']} split, {xmr['products']} products):")
+    for proto in ("paper", "full"):
+        print(f"                 [{xmr[proto]['protocol']}]")
+        for direction in ("ITR", "TIR"):
+            print(f"                 {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in xmr[proto][direction].items()))
     return 0
 
 

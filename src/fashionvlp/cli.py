@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,11 +47,12 @@ def _run(fn):
     """Turns expected failures (bad input, failed validation) into a clear message and exit code 1."""
     from fashionvlp.data.catalog_io import CatalogError, CatalogNotFound
     from fashionvlp.data.versioning import DataVersionError
+    from fashionvlp.evaluation.retrieval import ProtocolError
     from fashionvlp.models.image_encoders import ModelInputError
 
     try:
         return fn()
-    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError, ModelInputError) as exc:
+    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError, ModelInputError, ProtocolError) as exc:
         _fail(str(exc), 1)
     except RuntimeError as exc:
         if type(exc).__name__ == "ValidationFailed":
@@ -160,6 +162,33 @@ def pretrain_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = No
     for name, row in s["losses"].items():
         typer.echo(f"  loss/{name}: {row['first']:.4f} → {row['last']:.4f} (first vs last 20% of logged windows)")
     typer.echo(f"model: {result.model_dir}" + (f"\nMLflow run: {result.run_id}" if result.run_id else ""))
+
+
+class EvalTask(str, Enum):
+    xmr = "xmr"
+
+
+@app.command("evaluate")
+def evaluate_cmd(model: Annotated[Path, typer.Option(help="A saved model directory (e.g. derived/pretrain/fashionvil/model).")],
+                 task: Annotated[EvalTask, typer.Option(help="xmr: image→text and text→image retrieval.")] = EvalTask.xmr,
+                 split: Annotated[Optional[str], typer.Option(help="Catalog split (default: evaluation.split).")] = None,
+                 allow_fallback: Annotated[Optional[bool], typer.Option("--allow-fallback/--no-fallback", help="Let subcategories with < 101 products use smaller galleries, labelled (default: evaluation.allow_fallback).")] = None,
+                 params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
+                 catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
+                 out: Annotated[Optional[Path], typer.Option(help="Output directory (default: derived/eval/<arch>).")] = None,
+                 track: TrackOpt = True) -> None:
+    """Evaluate a saved model; every number is printed with its protocol and split."""
+    from fashionvlp.stages.evaluate import evaluate_xmr
+
+    flags = ([f"evaluation.split={split}"] if split else []) + \
+        ([f"evaluation.allow_fallback={str(allow_fallback).lower()}"] if allow_fallback is not None else [])
+    p = _params(params, preset, (set_ or []) + flags)
+    result = _run(lambda: evaluate_xmr(p, model, catalog, out, _tracking(p, track)))
+    typer.echo(f"XMR of {result['model']} ({result['arch']}) on the {result['split']} split, {result['products']} products")
+    for proto in ("paper", "full"):
+        typer.echo(f"  [{result[proto]['protocol']}]")
+        for direction in ("ITR", "TIR"):
+            typer.echo(f"    {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in result[proto][direction].items()))
 
 
 @convert_app.command("fashiongen")

@@ -189,6 +189,17 @@ class PretrainConfig(StrictModel):
         return {k: v for k, v in self.objectives.items() if v > 0}
 
 
+class EvaluationConfig(StrictModel):
+    split: Literal["train", "val", "test"] = "test"
+    # The papers' retrieval protocol needs 101 products per subcategory; smaller ones are an error unless
+    # this allows smaller galleries for them (and the result's protocol label says so).
+    allow_fallback: bool = False
+    paper_queries: int = Field(1000, ge=1)
+    paper_negatives: int = Field(100, ge=1)
+    paper_repeats: int = Field(5, ge=1)
+    seed: int = 0
+
+
 class TrackingConfig(StrictModel):
     # A server URI (http://…) wins over the local sqlite store when set.
     uri: str | None = None
@@ -204,6 +215,7 @@ class Params(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     vqvae: VQVAEConfig = Field(default_factory=VQVAEConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Directory that relative paths are resolved against: the one holding params.yaml.
     root: Path = Path(".")

@@ -25,7 +25,7 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
-    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL))
+    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL + ["evaluation.allow_fallback=true"]))
     pin = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
     run = MlflowClient(out["tracking_uri"]).get_run(out["run_id"])
     assert run.info.status == "FINISHED"
@@ -40,7 +40,8 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     client = MlflowClient(out["tracking_uri"])
     children = {r.data.tags["mlflow.runName"]: r for r in client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
-    assert {"vqvae", "pretrain-fashionvil"} <= set(children)
+    assert {"vqvae", "pretrain-fashionvil", "evaluate-xmr-fashionvil"} <= set(children)
+    assert "FALLBACK" in out["xmr"]["paper"]["protocol"]     # 140 products: too few for the 1 + 100 protocol
     assert children["vqvae"].data.metrics["vqvae.codes_used"] >= 1
     assert "vqvae.perplexity" in children["vqvae"].data.metrics
     pre = children["pretrain-fashionvil"]

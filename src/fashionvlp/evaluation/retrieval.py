@@ -42,31 +42,31 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def check_paper_protocol(subcategories: Sequence[str], negatives: int) -> dict[str, int]:
-    """Subcategories too small for 1 + ``negatives`` items (name → size); empty when the protocol holds."""
+def paper_protocol_label(subcategories: Sequence[str], protocol: PaperProtocol, allow_fallback: bool) -> str:
+    """The protocol's label, after checking every subcategory has 1 + negatives products.
+
+    A smaller subcategory is a ``ProtocolError``, or, with ``allow_fallback``, its galleries use every other
+    product of the subcategory and the label says so.
+    """
     sizes: dict[str, int] = defaultdict(int)
     for s in subcategories:
         sizes[s] += 1
-    return {s: n for s, n in sorted(sizes.items()) if n < negatives + 1}
+    small = {s: n for s, n in sorted(sizes.items()) if n < protocol.negatives + 1}
+    if not small:
+        return protocol.label
+    listed = ", ".join(f"{s} ({n})" for s, n in small.items())
+    if not allow_fallback:
+        raise ProtocolError(f"the paper protocol needs ≥ {protocol.negatives + 1} products per subcategory; "
+                            f"too small: {listed}. Evaluate a bigger split, or allow the fallback (smaller "
+                            "galleries for those subcategories, labelled as such).")
+    return protocol.label + f"; FALLBACK: smaller galleries for {listed}"
 
 
 def paper_protocol(image: np.ndarray, text: np.ndarray, subcategories: Sequence[str],
                    protocol: PaperProtocol = PaperProtocol(), allow_fallback: bool = False) -> dict:
-    """Row i of ``image`` and ``text`` is one product. Returns {"ITR": {R@k}, "TIR": {R@k}, "protocol": label}.
-
-    A subcategory with fewer than 1 + negatives products cannot meet the protocol: that is an error, or,
-    with ``allow_fallback``, its galleries use every other product of the subcategory and the label says so.
-    """
+    """Row i of ``image`` and ``text`` is one product. Returns {"ITR": {R@k}, "TIR": {R@k}, "protocol": label}."""
+    label = paper_protocol_label(subcategories, protocol, allow_fallback)
     subcategories = np.asarray(subcategories)
-    small = check_paper_protocol(subcategories, protocol.negatives)
-    label = protocol.label
-    if small:
-        listed = ", ".join(f"{s} ({n})" for s, n in small.items())
-        if not allow_fallback:
-            raise ProtocolError(f"the paper protocol needs ≥ {protocol.negatives + 1} products per subcategory; "
-                                f"too small: {listed}. Evaluate a bigger split, or allow the fallback (smaller "
-                                "galleries for those subcategories, labelled as such).")
-        label += f"; FALLBACK: smaller galleries for {listed}"
     members = {s: np.flatnonzero(subcategories == s) for s in np.unique(subcategories)}
     n = len(subcategories)
     rng = np.random.default_rng(protocol.seed)
