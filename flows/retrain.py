@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field  # noqa: E402
 from fashionvlp.config import Params, load_params  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
+from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
 from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
 from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
@@ -72,6 +73,14 @@ def evaluate_xmr(parameters: RetrainParameters, model_dir: str, catalog: str, pa
                                        parent_run_id=parent_run_id)
 
 
+@task(name="finetune")
+def finetune(parameters: RetrainParameters, task_name: str, model_dir: str, catalog: str, parent_run_id: str) -> dict:
+    params = parameters.load()
+    result = finetune_stage.finetune(params, task_name, Path(model_dir), Path(catalog),
+                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
+    return {"model_dir": str(result.model_dir), "run_id": result.run_id, "metrics": result.metrics}
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
     logger = get_run_logger()
@@ -94,8 +103,12 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
                                       for name, row in pretrained["summary"]["losses"].items()})
         xmr = evaluate_xmr(parameters, pretrained["model_dir"], version["catalog"], run_id)
+        # One task per downstream task. They run one after another: Accelerate's state is per process.
+        tuned = {name: finetune.with_options(name=f"finetune-{name}")(parameters, name, pretrained["model_dir"],
+                                                                       version["catalog"], run_id)
+                 for name in finetune_stage.TASK_OBJECTIVES}
     return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
-            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained, "xmr": xmr}
+            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained, "xmr": xmr, "finetune": tuned}
 
 
 def main(argv: list[str]) -> int:
@@ -122,6 +135,15 @@ def main(argv: list[str]) -> int:
         print(f"                 [{xmr[proto]['protocol']}]")
         for direction in ("ITR", "TIR"):
             print(f"                 {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in xmr[proto][direction].items()))
+    tuned = out["finetune"]["xmr"]["metrics"]
+    print(f"Fine-tuned XMR ({tuned['split']} split):")
+    for proto in ("paper", "full"):
+        print(f"                 [{tuned[proto]['protocol']}]")
+        for direction in ("ITR", "TIR"):
+            print(f"                 {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in tuned[proto][direction].items()))
+    cls = out["finetune"]["classification"]["metrics"]
+    print(f"Fine-tuned CR/SCR ({cls['split']} split, {cls['products']} products): "
+          + ", ".join(f"{n} accuracy {cls[n]['accuracy']:.2f} macro-F1 {cls[n]['macro_f1']:.2f}" for n in ("CR", "SCR")))
     return 0
 
 

@@ -191,6 +191,38 @@ def evaluate_cmd(model: Annotated[Path, typer.Option(help="A saved model directo
             typer.echo(f"    {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in result[proto][direction].items()))
 
 
+class FinetuneTask(str, Enum):
+    xmr = "xmr"
+    classification = "classification"
+
+
+@app.command("finetune")
+def finetune_cmd(task: Annotated[FinetuneTask, typer.Option(help="xmr (ITC on unimodal embeddings) or classification (CR+SCR).")],
+                 init_from: Annotated[Path, typer.Option(help="A saved pre-trained model directory of model.arch.")],
+                 params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
+                 catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
+                 out: Annotated[Optional[Path], typer.Option(help="Output directory (default: derived/finetune/<arch>/<task>).")] = None,
+                 track: TrackOpt = True) -> None:
+    """Fine-tune a pre-trained model on one downstream task, then evaluate it (protocol and split printed)."""
+    from fashionvlp.stages.finetune import finetune
+
+    p = _params(params, preset, set_)
+    result = _run(lambda: finetune(p, task.value, init_from, catalog, out, _tracking(p, track)))
+    m = result.metrics
+    typer.echo(f"{task.value} fine-tuned from {init_from}; evaluated on the {m['split']} split ({m['products']} products)")
+    if task == FinetuneTask.xmr:
+        for proto in ("paper", "full"):
+            typer.echo(f"  [{m[proto]['protocol']}]")
+            for direction in ("ITR", "TIR"):
+                typer.echo(f"    {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in m[proto][direction].items()))
+    else:
+        for name in ("CR", "SCR"):
+            r = m[name]
+            typer.echo(f"  {name}: accuracy {r['accuracy']:.2f}, macro-F1 {r['macro_f1']:.2f} "
+                       f"({r['classes']} classes; majority class {r['chance_accuracy']:.2f})")
+    typer.echo(f"model: {result.model_dir}")
+
+
 @convert_app.command("fashiongen")
 def convert_fashiongen_cmd(out: Annotated[Path, typer.Option(help="Catalog directory to write.")],
                            train: Annotated[Optional[Path], typer.Option(help="fashiongen_256_256_train.h5")] = None,

@@ -189,6 +189,20 @@ class PretrainConfig(StrictModel):
         return {k: v for k, v in self.objectives.items() if v > 0}
 
 
+class FinetuneTaskConfig(StrictModel):
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-4, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+
+
+class FinetuneConfig(StrictModel):
+    """Per downstream task; the rest of the loop (schedule, checkpoints, precision) comes from ``pretrain``."""
+
+    xmr: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    classification: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+
+
 class EvaluationConfig(StrictModel):
     split: Literal["train", "val", "test"] = "test"
     # The papers' retrieval protocol needs 101 products per subcategory; smaller ones are an error unless
@@ -215,6 +229,7 @@ class Params(StrictModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     vqvae: VQVAEConfig = Field(default_factory=VQVAEConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     # Directory that relative paths are resolved against: the one holding params.yaml.

@@ -40,7 +40,9 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     client = MlflowClient(out["tracking_uri"])
     children = {r.data.tags["mlflow.runName"]: r for r in client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
-    assert {"vqvae", "pretrain-fashionvil", "evaluate-xmr-fashionvil"} <= set(children)
+    assert {"vqvae", "pretrain-fashionvil", "evaluate-xmr-fashionvil", "finetune-xmr-fashionvil",
+            "finetune-classification-fashionvil"} <= set(children)
+    assert "classification.CR.accuracy" in children["finetune-classification-fashionvil"].data.metrics
     assert "FALLBACK" in out["xmr"]["paper"]["protocol"]     # 140 products: too few for the 1 + 100 protocol
     assert children["vqvae"].data.metrics["vqvae.codes_used"] >= 1
     assert "vqvae.perplexity" in children["vqvae"].data.metrics

@@ -47,6 +47,14 @@ class ImageTransform:
         return ImageEnhance.Brightness(image).enhance(float(rng.uniform(0.8, 1.2)))
 
 
+def label_maps(schema) -> dict[str, dict[str, int]]:
+    """Class indices for category and subcategory (CR/SCR), in the schema's order."""
+    categories = list(schema.categories)
+    subcategories = [s for c in categories for s in schema.subcategories_of(c)]
+    return {"category": {c: i for i, c in enumerate(categories)},
+            "subcategory": {s: i for i, s in enumerate(subcategories)}}
+
+
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch (the data position is then just epoch + batches done)."""
 
@@ -76,6 +84,7 @@ class PretrainDataset(Dataset):
         # Found once per text and kept: the objectives never re-derive them.
         self.mentions = [self.schema.find_mentions(p.text, p.category) for p in products]
         self.pac = [pseudo_attribute_indices(p.text, vocabulary, pac_max_ngram) for p in products]
+        self.labels = label_maps(self.schema)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -124,6 +133,8 @@ class PretrainDataset(Dataset):
             "title_ids": title["input_ids"],
             "codes": codes,
             "pac": self.pac[index],
+            "category": self.labels["category"][product.category],
+            "subcategory": self.labels["subcategory"][product.subcategory],
         }
 
 
@@ -162,4 +173,6 @@ class PretrainCollator:
             if s["pac"]:
                 pac[row, s["pac"]] = 1.0 / len(s["pac"])
         batch["pac_targets"] = pac
+        batch["category"] = torch.tensor([s["category"] for s in samples])
+        batch["subcategory"] = torch.tensor([s["subcategory"] for s in samples])
         return batch

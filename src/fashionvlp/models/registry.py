@@ -70,4 +70,5 @@ def load_pretrained(path: Path, expect_arch: str | None = None):
     tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR))
     model = _architecture(meta["arch"])(cfg, image, bert, tokenizer)
     load_model(model, str(path / WEIGHTS_FILE))
+    model.model_config = cfg
     return model

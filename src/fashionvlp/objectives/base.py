@@ -25,6 +25,8 @@ class ObjectiveContext:
     mpfc_mask_ratio: float = 0.16
     num_pseudo_attributes: int = 0
     codebook_size: int = 0
+    num_categories: int = 0
+    num_subcategories: int = 0
 
 
 class Objective(nn.Module, abc.ABC):

@@ -66,24 +66,46 @@ class Prepared:
     patch_labels: Path | None
 
 
-def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | None = None,
-            out: Path | None = None, objectives: dict[str, float] | None = None) -> Prepared:
-    """Reads and checks every input, then builds model, objectives and dataset. Raises ``ModelInputError``."""
-    import torch
+def _fresh_model(params: Params, model_cfg, out: Path, texts: list[str]):
     from accelerate import PartialState
+
+    from fashionvlp.models.registry import build_model
+    from fashionvlp.training.loop import checkpoint_dirs, use_cpu
+
+    tokenizer_dir = out / "tokenizer"
+    process = PartialState(cpu=use_cpu())  # under `accelerate launch` or torchrun, one of several processes
+    with process.main_process_first():
+        # A resumed scratch-BERT run keeps the tokenizer it started with, and the other processes of a
+        # distributed run read the one the main process has just trained (training is not reproducible).
+        text_cfg = model_cfg.text
+        reuse = checkpoint_dirs(out) or not process.is_main_process
+        if text_cfg.source == "scratch" and text_cfg.tokenizer is None and tokenizer_dir.is_dir() and reuse:
+            text_cfg = text_cfg.model_copy(update={"tokenizer": tokenizer_dir})
+        return build_model(model_cfg.model_copy(update={"text": text_cfg}), params.resolve, texts, tokenizer_dir)
+
+
+def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | None = None,
+            out: Path | None = None, objectives: dict[str, float] | None = None, init_from: Path | None = None,
+            train_cfg=None) -> Prepared:
+    """Reads and checks every input, then builds model, objectives and dataset. Raises ``ModelInputError``.
+
+    ``init_from``: start from a saved model (fine-tuning) instead of the configured encoders; it must be
+    of ``model.arch``. ``train_cfg`` replaces ``params.pretrain`` for the loop settings.
+    """
+    import torch
 
     from fashionvlp.data.knowledge import mine_pseudo_attributes
     from fashionvlp.data.patch_labels import read_patch_labels
-    from fashionvlp.data.pretrain_dataset import EpochSampler, ImageTransform, PretrainCollator, PretrainDataset
+    from fashionvlp.data.pretrain_dataset import (EpochSampler, ImageTransform, PretrainCollator, PretrainDataset,
+                                                  label_maps)
     from fashionvlp.models.image_encoders import ModelInputError
-    from fashionvlp.models.registry import build_model
+    from fashionvlp.models.registry import load_pretrained
     from fashionvlp.objectives import OBJECTIVES
     from fashionvlp.objectives.base import ObjectiveContext
     from fashionvlp.objectives.combine import ObjectiveSuite
     from fashionvlp.stages.vqvae import patch_labels_dir
-    from fashionvlp.training.loop import checkpoint_dirs, use_cpu
 
-    cfg, model_cfg = params.pretrain, params.model
+    cfg, model_cfg = train_cfg or params.pretrain, params.model
     weights = objectives or cfg.active_objectives
     out = Path(out or pretrain_dir(params))
     catalog_root = Path(catalog or params.catalog_dir)
@@ -99,25 +121,22 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     if any(OBJECTIVES[n].cls.needs_patch_labels for n in weights):
         labels = read_patch_labels(Path(patch_labels or patch_labels_dir(params)))
     torch.manual_seed(cfg.seed)
-    tokenizer_dir = out / "tokenizer"
-    process = PartialState(cpu=use_cpu())  # under `accelerate launch` or torchrun, one of several processes
-    with process.main_process_first():
-        # A resumed scratch-BERT run keeps the tokenizer it started with, and the other processes of a
-        # distributed run read the one the main process has just trained (training is not reproducible).
-        text_cfg = model_cfg.text
-        reuse = checkpoint_dirs(out) or not process.is_main_process
-        if text_cfg.source == "scratch" and text_cfg.tokenizer is None and tokenizer_dir.is_dir() and reuse:
-            text_cfg = text_cfg.model_copy(update={"tokenizer": tokenizer_dir})
-        model = build_model(model_cfg.model_copy(update={"text": text_cfg}), params.resolve, texts, tokenizer_dir)
+    if init_from is not None:
+        model = load_pretrained(Path(init_from), expect_arch=model_cfg.arch)
+        model_cfg = model.model_config
+    else:
+        model = _fresh_model(params, model_cfg, out, texts)
     if labels is not None:
         labels.check(model.image_encoder.grid, model_cfg.image.image_size, catalog_md5)
 
     pseudo = []
     if "pac" in weights:
         pseudo = mine_pseudo_attributes(texts, cfg.pac.num_pseudo_attributes, cfg.pac.min_count, cfg.pac.max_ngram)
+    maps = label_maps(cat.schema)
     context = ObjectiveContext(mask_probability=cfg.mask_probability, mpfc_mask_ratio=cfg.mpfc_mask_ratio,
                                num_pseudo_attributes=len(pseudo),
-                               codebook_size=labels.codebook_size if labels is not None else 0)
+                               codebook_size=labels.codebook_size if labels is not None else 0,
+                               num_categories=len(maps["category"]), num_subcategories=len(maps["subcategory"]))
     suite = ObjectiveSuite(model, weights, cfg.combine, cfg.seed, context)
     transform = ImageTransform(model_cfg.image.image_size, model.image_encoder.normalization)
     dataset = PretrainDataset(cat, products, model.tokenizer, transform, model_cfg.text.max_length, pseudo,
