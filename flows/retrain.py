@@ -18,6 +18,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.evaluation.retrieval import format_xmr  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
 from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
@@ -114,7 +115,12 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
 def main(argv: list[str]) -> int:
     presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
     overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
-    out = retrain(RetrainParameters(presets=presets, overrides=overrides))
+    report(retrain(RetrainParameters(presets=presets, overrides=overrides)))
+    return 0
+
+
+def report(out: dict) -> None:
+    """Prints where a finished run's results are, and its headline numbers."""
     print("\n== where to look ==")
     print(f"MLflow run:      {out['run_id']}  (experiment '{out['experiment']}', store {out['tracking_uri']})")
     print("MLflow UI:       make mlflow-ui   → http://127.0.0.1:5000")
@@ -130,21 +136,15 @@ def main(argv: list[str]) -> int:
     for name, row in summary["losses"].items():
         print(f"                 loss/{name}: {row['first']:.4f} → {row['last']:.4f}")
     xmr = out["xmr"]
+    pad = " " * 17
     print(f"Retrieval (XMR, no fine-tuning, {xmr['split']} split, {xmr['products']} products):")
-    for proto in ("paper", "full"):
-        print(f"                 [{xmr[proto]['protocol']}]")
-        for direction in ("ITR", "TIR"):
-            print(f"                 {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in xmr[proto][direction].items()))
+    print("\n".join(format_xmr(xmr, pad)))
     tuned = out["finetune"]["xmr"]["metrics"]
     print(f"Fine-tuned XMR ({tuned['split']} split):")
-    for proto in ("paper", "full"):
-        print(f"                 [{tuned[proto]['protocol']}]")
-        for direction in ("ITR", "TIR"):
-            print(f"                 {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in tuned[proto][direction].items()))
+    print("\n".join(format_xmr(tuned, pad)))
     cls = out["finetune"]["classification"]["metrics"]
     print(f"Fine-tuned CR/SCR ({cls['split']} split, {cls['products']} products): "
           + ", ".join(f"{n} accuracy {cls[n]['accuracy']:.2f} macro-F1 {cls[n]['macro_f1']:.2f}" for n in ("CR", "SCR")))
-    return 0
 
 
 if __name__ == "__main__":

@@ -184,11 +184,10 @@ def evaluate_cmd(model: Annotated[Path, typer.Option(help="A saved model directo
         ([f"evaluation.allow_fallback={str(allow_fallback).lower()}"] if allow_fallback is not None else [])
     p = _params(params, preset, (set_ or []) + flags)
     result = _run(lambda: evaluate_xmr(p, model, catalog, out, _tracking(p, track)))
+    from fashionvlp.evaluation.retrieval import format_xmr
+
     typer.echo(f"XMR of {result['model']} ({result['arch']}) on the {result['split']} split, {result['products']} products")
-    for proto in ("paper", "full"):
-        typer.echo(f"  [{result[proto]['protocol']}]")
-        for direction in ("ITR", "TIR"):
-            typer.echo(f"    {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in result[proto][direction].items()))
+    typer.echo("\n".join(format_xmr(result)))
 
 
 class FinetuneTask(str, Enum):
@@ -211,10 +210,9 @@ def finetune_cmd(task: Annotated[FinetuneTask, typer.Option(help="xmr (ITC on un
     m = result.metrics
     typer.echo(f"{task.value} fine-tuned from {init_from}; evaluated on the {m['split']} split ({m['products']} products)")
     if task == FinetuneTask.xmr:
-        for proto in ("paper", "full"):
-            typer.echo(f"  [{m[proto]['protocol']}]")
-            for direction in ("ITR", "TIR"):
-                typer.echo(f"    {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in m[proto][direction].items()))
+        from fashionvlp.evaluation.retrieval import format_xmr
+
+        typer.echo("\n".join(format_xmr(m)))
     else:
         for name in ("CR", "SCR"):
             r = m[name]

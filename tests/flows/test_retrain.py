@@ -10,9 +10,10 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, TINY_MODEL
 
 
-def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_harness, tiny_catalog, tmp_path):
+def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_harness, tiny_catalog, tmp_path,
+                                                                      capsys):
     sys.path.insert(0, str(REPO / "flows"))
-    from retrain import RetrainParameters, retrain
+    from retrain import RetrainParameters, report, retrain
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -50,3 +51,7 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     assert pre.info.status == "FINISHED" and pre.data.tags["data.dvc_md5"] == pin
     assert any(k.startswith("loss/") for k in pre.data.metrics)
     assert (repo / "derived" / "pretrain" / "fashionvil" / "model" / "model.safetensors").exists()
+
+    report(out)                                      # what `make run` prints at the end
+    printed = capsys.readouterr().out
+    assert "== where to look ==" in printed and "FALLBACK" in printed and "Fine-tuned CR/SCR" in printed

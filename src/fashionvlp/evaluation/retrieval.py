@@ -99,3 +99,13 @@ def full_gallery(image: np.ndarray, text: np.ndarray) -> dict:
     return {"ITR": {f"R@{k}": v for k, v in recall_at_k(scores, relevant, KS).items()},
             "TIR": {f"R@{k}": v for k, v in recall_at_k(scores.T, relevant, KS).items()},
             "protocol": f"full gallery: {len(image)} queries/direction against all {len(image)} items"}
+
+
+def format_xmr(result: dict, indent: str = "  ") -> list[str]:
+    """Printable lines of an XMR result: each protocol's label, then its R@K per direction."""
+    lines = []
+    for proto in ("paper", "full"):
+        lines.append(f"{indent}[{result[proto]['protocol']}]")
+        for direction in ("ITR", "TIR"):
+            lines.append(f"{indent}  {direction}: " + "  ".join(f"{k} {v:.2f}" for k, v in result[proto][direction].items()))
+    return lines
