@@ -31,17 +31,13 @@ def finetune_dir(params: Params, task: str) -> Path:
 
 def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = None, out: Path | None = None,
              tracking=None, parent_run_id: str | None = None) -> FinetuneResult:
-    from safetensors.torch import save_model
-
     import fashionvlp.tasks.classification  # noqa: F401  (registers the classification objective)
-    from fashionvlp.data.catalog_io import read_catalog
     from fashionvlp.models.image_encoders import ModelInputError
-    from fashionvlp.models.registry import save_pretrained
-    from fashionvlp.stages.evaluate import evaluate_xmr
-    from fashionvlp.stages.pretrain import config_fingerprint, loss_summary, prepare
-    from fashionvlp.tasks.classification import evaluate_classification
+    from fashionvlp.stages.pretrain import config_fingerprint, prepare
     from fashionvlp.tracking.mlflow_tracking import maybe_run
-    from fashionvlp.training.loop import train
+    from accelerate import PartialState
+
+    from fashionvlp.training.loop import train, use_cpu
 
     if task not in TASK_OBJECTIVES:
         raise ModelInputError(f"unknown task {task!r}; built so far: {', '.join(TASK_OBJECTIVES)}")
@@ -56,6 +52,8 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
                        train_cfg=loop_cfg)
     model = prepared.suite.model
     model_dir = out / "model"
+    if not PartialState(cpu=use_cpu()).is_main_process:
+        tracking = None  # one MLflow run per fine-tuning, logged by the main process
     with maybe_run(tracking, f"finetune-{task}-{model.arch}", {"stage": "finetune", "task": task},
                    parent_run_id) as run_id:
         if tracking is not None:
@@ -64,25 +62,42 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
         fingerprint = config_fingerprint(params) + json.dumps([task, str(init_from), task_cfg.model_dump()])
         result = train(prepared.suite, prepared.dataset, prepared.sampler, prepared.collate, loop_cfg, out, tracking,
                        run_id, fingerprint)
-        save_pretrained(model, model_dir, model.model_config,
-                        extra={"task": task, "finetuned_from": str(init_from), "steps": result.state.step,
-                               "catalog_md5": prepared.catalog_md5})
-        save_model(prepared.suite.objectives, str(model_dir / "objectives.safetensors"))
-        if task == "xmr":
-            metrics = evaluate_xmr(params, model_dir, catalog_root, out=out, tracking=None)
-        else:
-            cat = read_catalog(catalog_root)
-            products = [p for p in cat.iter_products() if p.split == params.evaluation.split]
-            cfg = model.model_config
-            metrics = {"task": "classification", "split": params.evaluation.split, "products": len(products),
-                       **evaluate_classification(model, prepared.suite.objectives["classification"], cat, products,
-                                                 cfg.image.image_size, cfg.text.max_length)}
-        metrics["losses"] = loss_summary(result.history, list(TASK_OBJECTIVES[task]))
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        if tracking is not None:
-            tracking.log_metrics(run_id, _flat_numbers(metrics, task), step=result.state.step)
-            tracking.log_artifact(run_id, out / "metrics.json", "eval")
+        metrics = {}
+        if result.accelerator.is_main_process:  # under DDP, one process writes and evaluates
+            metrics = _save_and_evaluate(params, task, prepared, result, model_dir, init_from, catalog_root, out)
+            if tracking is not None:
+                tracking.log_metrics(run_id, _flat_numbers(metrics, task), step=result.state.step)
+                tracking.log_artifact(run_id, out / "metrics.json", "eval")
     return FinetuneResult(model_dir, metrics, run_id)
+
+
+def _save_and_evaluate(params: Params, task: str, prepared, result, model_dir: Path, init_from: Path,
+                       catalog_root: Path, out: Path) -> dict:
+    from safetensors.torch import save_model
+
+    from fashionvlp.data.catalog_io import read_catalog
+    from fashionvlp.models.registry import save_pretrained
+    from fashionvlp.stages.evaluate import evaluate_xmr
+    from fashionvlp.stages.pretrain import loss_summary
+    from fashionvlp.tasks.classification import evaluate_classification
+
+    model = prepared.suite.model
+    save_pretrained(model, model_dir, model.model_config,
+                    extra={"task": task, "finetuned_from": str(init_from), "steps": result.state.step,
+                           "catalog_md5": prepared.catalog_md5})
+    save_model(prepared.suite.objectives, str(model_dir / "objectives.safetensors"))
+    if task == "xmr":
+        metrics = evaluate_xmr(params, model_dir, catalog_root, out=out, tracking=None)
+    else:
+        cat = read_catalog(catalog_root)
+        products = [p for p in cat.iter_products() if p.split == params.evaluation.split]
+        cfg = model.model_config
+        metrics = {"task": "classification", "split": params.evaluation.split, "products": len(products),
+                   **evaluate_classification(model, prepared.suite.objectives["classification"], cat, products,
+                                             cfg.image.image_size, cfg.text.max_length)}
+    metrics["losses"] = loss_summary(result.history, list(TASK_OBJECTIVES[task]))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics
 
 
 def _flat_numbers(tree: dict, prefix: str) -> dict[str, float]:
