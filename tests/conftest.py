@@ -46,8 +46,8 @@ TINY_MODEL = TINY + [
     "vqvae.steps=10", "vqvae.batch_size=16", "vqvae.hidden_channels=16", "vqvae.codebook_size=32",
     "pretrain.steps=4", "pretrain.batch_size=8", "pretrain.log_every=1", "pretrain.checkpoint_every=2",
     "pretrain.warmup_steps=1", "pretrain.pac.num_pseudo_attributes=20", "pretrain.pac.min_count=2",
-    "finetune.xmr.steps=3", "finetune.xmr.batch_size=8", "finetune.classification.steps=3",
-    "finetune.classification.batch_size=8",
+    *[f"finetune.{task}.{key}" for task in ("xmr", "classification", "tgir", "ocir", "attributes", "captioning")
+      for key in ("steps=3", "batch_size=4", "warmup_steps=1")],
 ]
 KGFLIP = ["model.arch=kgflip", "pretrain.combine=sum",
           "pretrain.objectives={itc: 0, itm: 0, mlm: 0, mpfc: 0, mvc: 0, pac: 0, kg_mlim: 1, kg_itm: 1, lm: 1}"]

@@ -164,60 +164,51 @@ def pretrain_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = No
     typer.echo(f"model: {result.model_dir}" + (f"\nMLflow run: {result.run_id}" if result.run_id else ""))
 
 
-class EvalTask(str, Enum):
-    xmr = "xmr"
+TASK_NAMES = ("xmr", "classification", "tgir", "ocir", "attributes", "captioning")
+DownstreamTaskName = Enum("DownstreamTaskName", {name: name for name in TASK_NAMES}, type=str)
+TASK_HELP = ("xmr (image↔text retrieval), classification (CR+SCR), tgir (text-guided image retrieval), "
+             "ocir (outfit completion), attributes (R@90P; KG-FLIP), captioning (BLEU-4; KG-FLIP only).")
 
 
 @app.command("evaluate")
 def evaluate_cmd(model: Annotated[Path, typer.Option(help="A saved model directory (e.g. derived/pretrain/fashionvil/model).")],
-                 task: Annotated[EvalTask, typer.Option(help="xmr: image→text and text→image retrieval.")] = EvalTask.xmr,
+                 task: Annotated[DownstreamTaskName, typer.Option(help=TASK_HELP)] = DownstreamTaskName.xmr,
                  split: Annotated[Optional[str], typer.Option(help="Catalog split (default: evaluation.split).")] = None,
                  allow_fallback: Annotated[Optional[bool], typer.Option("--allow-fallback/--no-fallback", help="Let subcategories with < 101 products use smaller galleries, labelled (default: evaluation.allow_fallback).")] = None,
+                 rerank_k: Annotated[Optional[int], typer.Option(help="XMR: re-rank each query's ITC top-k with the model's ITM head (default: evaluation.rerank_k; 0 = off).")] = None,
                  params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
                  catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
                  out: Annotated[Optional[Path], typer.Option(help="Output directory (default: derived/eval/<arch>).")] = None,
                  track: TrackOpt = True) -> None:
-    """Evaluate a saved model; every number is printed with its protocol and split."""
-    from fashionvlp.stages.evaluate import evaluate_xmr
+    """Evaluate a saved model on one task; every number is printed with its protocol and split.
+
+    Tasks with heads (classification, tgir, ocir, attributes) need a model fine-tuned for them."""
+    from fashionvlp.evaluation.formatting import format_result
+    from fashionvlp.stages.evaluate import evaluate
 
     flags = ([f"evaluation.split={split}"] if split else []) + \
-        ([f"evaluation.allow_fallback={str(allow_fallback).lower()}"] if allow_fallback is not None else [])
+        ([f"evaluation.allow_fallback={str(allow_fallback).lower()}"] if allow_fallback is not None else []) + \
+        ([f"evaluation.rerank_k={rerank_k}"] if rerank_k is not None else [])
     p = _params(params, preset, (set_ or []) + flags)
-    result = _run(lambda: evaluate_xmr(p, model, catalog, out, _tracking(p, track)))
-    from fashionvlp.evaluation.retrieval import format_xmr
-
-    typer.echo(f"XMR of {result['model']} ({result['arch']}) on the {result['split']} split, {result['products']} products")
-    typer.echo("\n".join(format_xmr(result)))
-
-
-class FinetuneTask(str, Enum):
-    xmr = "xmr"
-    classification = "classification"
+    result = _run(lambda: evaluate(p, task.value, model, catalog, out, _tracking(p, track)))
+    typer.echo("\n".join(format_result(result)))
 
 
 @app.command("finetune")
-def finetune_cmd(task: Annotated[FinetuneTask, typer.Option(help="xmr (ITC on unimodal embeddings) or classification (CR+SCR).")],
+def finetune_cmd(task: Annotated[DownstreamTaskName, typer.Option(help=TASK_HELP)],
                  init_from: Annotated[Path, typer.Option(help="A saved pre-trained model directory of model.arch.")],
                  params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
                  catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
                  out: Annotated[Optional[Path], typer.Option(help="Output directory (default: derived/finetune/<arch>/<task>).")] = None,
                  track: TrackOpt = True) -> None:
     """Fine-tune a pre-trained model on one downstream task, then evaluate it (protocol and split printed)."""
+    from fashionvlp.evaluation.formatting import format_result
     from fashionvlp.stages.finetune import finetune
 
     p = _params(params, preset, set_)
     result = _run(lambda: finetune(p, task.value, init_from, catalog, out, _tracking(p, track)))
-    m = result.metrics
-    typer.echo(f"{task.value} fine-tuned from {init_from}; evaluated on the {m['split']} split ({m['products']} products)")
-    if task == FinetuneTask.xmr:
-        from fashionvlp.evaluation.retrieval import format_xmr
-
-        typer.echo("\n".join(format_xmr(m)))
-    else:
-        for name in ("CR", "SCR"):
-            r = m[name]
-            typer.echo(f"  {name}: accuracy {r['accuracy']:.2f}, macro-F1 {r['macro_f1']:.2f} "
-                       f"({r['classes']} classes; majority class {r['chance_accuracy']:.2f})")
+    typer.echo(f"{task.value} fine-tuned from {init_from} ({result.metrics['steps']} steps)")
+    typer.echo("\n".join(format_result(result.metrics)))
     typer.echo(f"model: {result.model_dir}")
 
 

@@ -201,6 +201,15 @@ class FinetuneConfig(StrictModel):
 
     xmr: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
     classification: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    tgir: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    ocir: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    attributes: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    captioning: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
+    # Tasks the retrain flow fine-tunes (those the architecture cannot run are skipped, and logged).
+    tasks: list[str] = Field(default_factory=lambda: ["xmr", "classification", "tgir", "ocir", "attributes",
+                                                       "captioning"])
+    # Fine-tuning processes the retrain flow runs side by side (Prefect process pool).
+    workers: int = Field(2, ge=1)
 
 
 class EvaluationConfig(StrictModel):
@@ -212,6 +221,8 @@ class EvaluationConfig(StrictModel):
     paper_negatives: int = Field(100, ge=1)
     paper_repeats: int = Field(5, ge=1)
     seed: int = 0
+    # XMR: re-rank each query's ITC top-k with the ITM head (BLIP); 0 switches it off.
+    rerank_k: int = Field(0, ge=0)
 
 
 class TrackingConfig(StrictModel):

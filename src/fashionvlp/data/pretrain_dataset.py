@@ -55,6 +55,17 @@ def label_maps(schema) -> dict[str, dict[str, int]]:
             "subcategory": {s: i for i, s in enumerate(subcategories)}}
 
 
+def attribute_vocabulary(schema) -> dict[str, list[str]]:
+    """Attribute → its values, in the schema's order (attribute extraction's classes)."""
+    return {attr: schema.values_of(attr) for attr in schema.attributes}
+
+
+def attribute_targets(vocabulary: dict[str, list[str]], product: Product) -> list[int]:
+    """One value index per attribute; -1 where the product has no value (missing or not applicable)."""
+    return [values.index(product.attributes[attr]) if attr in product.attributes else -1
+            for attr, values in vocabulary.items()]
+
+
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch (the data position is then just epoch + batches done)."""
 
@@ -85,6 +96,7 @@ class PretrainDataset(Dataset):
         self.mentions = [self.schema.find_mentions(p.text, p.category) for p in products]
         self.pac = [pseudo_attribute_indices(p.text, vocabulary, pac_max_ngram) for p in products]
         self.labels = label_maps(self.schema)
+        self.attribute_vocabulary = attribute_vocabulary(self.schema)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -135,6 +147,7 @@ class PretrainDataset(Dataset):
             "pac": self.pac[index],
             "category": self.labels["category"][product.category],
             "subcategory": self.labels["subcategory"][product.subcategory],
+            "attributes": attribute_targets(self.attribute_vocabulary, product),
         }
 
 
@@ -175,4 +188,5 @@ class PretrainCollator:
         batch["pac_targets"] = pac
         batch["category"] = torch.tensor([s["category"] for s in samples])
         batch["subcategory"] = torch.tensor([s["subcategory"] for s in samples])
+        batch["attributes"] = torch.tensor([s["attributes"] for s in samples], dtype=torch.long)
         return batch

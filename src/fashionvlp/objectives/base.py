@@ -27,6 +27,8 @@ class ObjectiveContext:
     codebook_size: int = 0
     num_categories: int = 0
     num_subcategories: int = 0
+    # (attribute, number of values) in the schema's order: the attribute-extraction heads
+    attributes: tuple[tuple[str, int], ...] = ()
 
 
 class Objective(nn.Module, abc.ABC):

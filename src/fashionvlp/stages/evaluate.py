@@ -1,5 +1,9 @@
-"""Evaluation stage. Built so far: cross-modal retrieval (XMR: ITR and TIR) of a saved model, under the
-papers' protocol and the full-gallery protocol, each result labelled with its protocol and split."""
+"""Evaluation stage: one downstream task of a saved model on a split, under the task's protocol.
+
+Writes ``<out>/<task>.json`` (metrics, protocol label, split, model, headline numbers) and the task's
+plot data under ``<out>/plots/``; the MLflow run (nested under the pipeline's) gets the metrics under
+stable names (``xmr.paper.ITR.recall_at_10``), the JSON and the plots.
+"""
 
 from __future__ import annotations
 
@@ -14,43 +18,81 @@ def evaluation_dir(params: Params) -> Path:
     return params.derived_dir / "eval" / params.model.arch
 
 
-def evaluate_xmr(params: Params, model_dir: Path, catalog: Path | None = None, out: Path | None = None,
-                 tracking=None, parent_run_id: str | None = None) -> dict:
-    """Writes ``<out>/xmr.json`` and returns it: {"paper": …, "full": …, "split", "model", "products"}."""
-    from fashionvlp.evaluation.embed import embed_products
-    from fashionvlp.evaluation.retrieval import PaperProtocol, full_gallery, paper_protocol, paper_protocol_label
+def task_heads(params: Params, task, model, model_dir: Path, catalog):
+    """The task's objectives with the weights saved beside a fine-tuned model (None if they have none)."""
+    from safetensors.torch import load_file
+
+    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.objectives.base import build_objectives
+    from fashionvlp.stages.pretrain import objective_context
+
+    heads = build_objectives(list(task.objectives), model, objective_context(params.pretrain, catalog.schema))
+    if not any(True for _ in heads.parameters()):
+        return heads
+    meta = json.loads((Path(model_dir) / "model.json").read_text())
+    weights = Path(model_dir) / "objectives.safetensors"
+    if meta.get("task") != task.name or not weights.is_file():
+        raise ModelInputError(f"{model_dir} has no {task.name} heads (it was saved by "
+                              f"{'fine-tuning for ' + meta['task'] if meta.get('task') else 'pre-training'}); "
+                              f"fine-tune it first: fashionvlp finetune --task {task.name} --init-from {model_dir}")
+    state = {k: v for k, v in load_file(str(weights)).items()}
+    missing, unexpected = heads.load_state_dict(state, strict=False)
+    if missing:
+        raise ModelInputError(f"{weights}: the {task.name} heads do not match this catalog's schema "
+                              f"(missing {missing[:5]}); fine-tune on this catalog")
+    return heads
+
+
+def run_task_evaluation(params: Params, task, model, heads, catalog, model_dir: Path, out: Path) -> dict:
+    from fashionvlp.tasks.base import TaskEvaluation
+
+    cfg = model.model_config
+    out.mkdir(parents=True, exist_ok=True)
+    ev = TaskEvaluation(params, model, heads, catalog, params.evaluation.split, out, cfg.image.image_size,
+                        cfg.text.max_length, Path(model_dir))
+    metrics = task.evaluate(ev)
+    meta = json.loads((Path(model_dir) / "model.json").read_text())
+    return {"task": task.name, "split": ev.split, "model": str(model_dir), "arch": meta["arch"],
+            "steps": meta.get("steps"), **metrics, "headline": task.headline(metrics)}
+
+
+def log_evaluation(tracking, run_id: str, result: dict, out: Path, json_path: Path) -> None:
+    from fashionvlp.stages.finetune import flat_numbers
+
+    task = result["task"]
+    tracking.log_params(run_id, {"split": result["split"], "model": result["model"]}
+                        | {f"protocol.{k}": v["protocol"] if isinstance(v, dict) and "protocol" in v else v
+                           for k, v in result.items() if k == "protocol" or (isinstance(v, dict) and "protocol" in v)})
+    tracking.log_metrics(run_id, flat_numbers({k: v for k, v in result.items() if k not in ("steps",)}, task))
+    tracking.log_artifact(run_id, json_path, "eval")
+    if (out / "plots").is_dir():
+        tracking.log_artifacts(run_id, out / "plots", "plots")
+
+
+def evaluate(params: Params, task_name: str, model_dir: Path, catalog: Path | None = None, out: Path | None = None,
+             tracking=None, parent_run_id: str | None = None) -> dict:
+    """Evaluates ``task_name`` on ``params.evaluation.split``; returns the result (with ``run_id``)."""
     from fashionvlp.models.registry import load_pretrained
+    from fashionvlp.tasks.base import check_task_fits, get_task
     from fashionvlp.tracking.mlflow_tracking import maybe_run
 
-    cfg = params.evaluation
-    split, allow_fallback = cfg.split, cfg.allow_fallback
+    task = get_task(task_name)
     cat = read_catalog(catalog or params.catalog_dir)
-    products = [p for p in cat.iter_products() if p.split == split]
-    if not products:
-        raise ValueError(f"split {split!r} of {cat.root} has no products")
-    protocol = PaperProtocol(cfg.paper_queries, cfg.paper_negatives, cfg.paper_repeats, cfg.seed)
-    paper_protocol_label([p.subcategory for p in products], protocol, allow_fallback)  # fails before embedding
-    model = load_pretrained(model_dir)
-    meta = json.loads((Path(model_dir) / "model.json").read_text())
-    image_size, max_length = meta["model"]["image"]["image_size"], meta["model"]["text"]["max_length"]
-    emb = embed_products(model, cat, products, image_size, max_length)
-    result = {"task": "xmr", "split": split, "products": len(products), "model": str(model_dir),
-              "arch": meta["arch"], "pretrain_steps": meta.get("steps"),
-              "paper": paper_protocol(emb.image, emb.text, emb.subcategories, protocol, allow_fallback),
-              "full": full_gallery(emb.image, emb.text)}
+    model = load_pretrained(Path(model_dir))
+    check_task_fits(task, model)
+    heads = task_heads(params, task, model, Path(model_dir), cat)
     out = Path(out or evaluation_dir(params))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "xmr.json").write_text(json.dumps(result, indent=2))
-    with maybe_run(tracking, f"evaluate-xmr-{meta['arch']}", {"stage": "evaluate", "task": "xmr"},
+    result = run_task_evaluation(params, task, model, heads, cat, Path(model_dir), out)
+    json_path = out / f"{task.name}.json"
+    json_path.write_text(json.dumps(result, indent=2))
+    with maybe_run(tracking, f"evaluate-{task.name}-{result['arch']}", {"stage": "evaluate", "task": task.name},
                    parent_run_id) as run_id:
         if tracking is not None:
-            tracking.log_params(run_id, {"split": split, "model": str(model_dir), "paper_protocol": result["paper"]["protocol"],
-                                         "full_protocol": result["full"]["protocol"]})
-            # MLflow names cannot hold "@": R@10 is logged as recall_at_10.
-            tracking.log_metrics(run_id, {f"xmr.{proto}.{direction}.{k.replace('R@', 'recall_at_')}": v
-                                          for proto in ("paper", "full")
-                                          for direction in ("ITR", "TIR")
-                                          for k, v in result[proto][direction].items()})
-            tracking.log_artifact(run_id, out / "xmr.json", "eval")
+            log_evaluation(tracking, run_id, result, out, json_path)
     result["run_id"] = run_id
     return result
+
+
+def evaluate_xmr(params: Params, model_dir: Path, catalog: Path | None = None, out: Path | None = None,
+                 tracking=None, parent_run_id: str | None = None) -> dict:
+    return evaluate(params, "xmr", model_dir, catalog, out, tracking, parent_run_id)

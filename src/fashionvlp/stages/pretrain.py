@@ -84,6 +84,18 @@ def _fresh_model(params: Params, model_cfg, out: Path, texts: list[str]):
         return build_model(model_cfg.model_copy(update={"text": text_cfg}), params.resolve, texts, tokenizer_dir)
 
 
+def objective_context(cfg, schema, codebook_size: int = 0, num_pseudo_attributes: int = 0):
+    """What objectives and task heads size themselves by: the schema's classes and the loop's masking."""
+    from fashionvlp.data.pretrain_dataset import attribute_vocabulary, label_maps
+    from fashionvlp.objectives.base import ObjectiveContext
+
+    maps = label_maps(schema)
+    return ObjectiveContext(mask_probability=cfg.mask_probability, mpfc_mask_ratio=cfg.mpfc_mask_ratio,
+                            num_pseudo_attributes=num_pseudo_attributes, codebook_size=codebook_size,
+                            num_categories=len(maps["category"]), num_subcategories=len(maps["subcategory"]),
+                            attributes=tuple((a, len(v)) for a, v in attribute_vocabulary(schema).items()))
+
+
 def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | None = None,
             out: Path | None = None, objectives: dict[str, float] | None = None, init_from: Path | None = None,
             train_cfg=None) -> Prepared:
@@ -96,12 +108,10 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
 
     from fashionvlp.data.knowledge import mine_pseudo_attributes
     from fashionvlp.data.patch_labels import read_patch_labels
-    from fashionvlp.data.pretrain_dataset import (EpochSampler, ImageTransform, PretrainCollator, PretrainDataset,
-                                                  label_maps)
+    from fashionvlp.data.pretrain_dataset import EpochSampler, ImageTransform, PretrainCollator, PretrainDataset
     from fashionvlp.models.image_encoders import ModelInputError
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.objectives import OBJECTIVES
-    from fashionvlp.objectives.base import ObjectiveContext
     from fashionvlp.objectives.combine import ObjectiveSuite
     from fashionvlp.stages.vqvae import patch_labels_dir
 
@@ -132,11 +142,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     pseudo = []
     if "pac" in weights:
         pseudo = mine_pseudo_attributes(texts, cfg.pac.num_pseudo_attributes, cfg.pac.min_count, cfg.pac.max_ngram)
-    maps = label_maps(cat.schema)
-    context = ObjectiveContext(mask_probability=cfg.mask_probability, mpfc_mask_ratio=cfg.mpfc_mask_ratio,
-                               num_pseudo_attributes=len(pseudo),
-                               codebook_size=labels.codebook_size if labels is not None else 0,
-                               num_categories=len(maps["category"]), num_subcategories=len(maps["subcategory"]))
+    context = objective_context(cfg, cat.schema, labels.codebook_size if labels is not None else 0, len(pseudo))
     suite = ObjectiveSuite(model, weights, cfg.combine, cfg.seed, context)
     transform = ImageTransform(model_cfg.image.image_size, model.image_encoder.normalization)
     dataset = PretrainDataset(cat, products, model.tokenizer, transform, model_cfg.text.max_length, pseudo,

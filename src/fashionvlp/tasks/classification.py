@@ -1,7 +1,7 @@
 """CR and SCR: category and subcategory from the fused image + text (the pooled first token).
 
 The fine-tuning loss is registered as an objective (``classification``), so the training loop is the
-pre-training one; ``evaluate_classification`` scores accuracy and macro-F1 on a split.
+pre-training one; the evaluation scores accuracy and macro-F1 on a split.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ import torch
 from torch import nn
 
 from fashionvlp.data.catalog_io import Catalog
-from fashionvlp.data.pretrain_dataset import ImageTransform, label_maps
+from fashionvlp.data.pretrain_dataset import label_maps
 from fashionvlp.data.schema import Product
+from fashionvlp.evaluation.embed import product_batches
 from fashionvlp.evaluation.metrics import accuracy, macro_f1
 from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
 
 @register_objective("classification")
@@ -47,13 +49,8 @@ def evaluate_classification(model, head: CategoryClassification, catalog: Catalo
     model.eval()
     head.eval()
     maps = label_maps(catalog.schema)
-    transform = ImageTransform(image_size, model.image_encoder.normalization)
     predicted = {"category": [], "subcategory": []}
-    for start in range(0, len(products), batch_size):
-        chunk = products[start:start + batch_size]
-        pixels = torch.stack([transform.to_tensor(transform.load(catalog.root / p.images[0].path)) for p in chunk])
-        enc = model.tokenizer([p.text for p in chunk], padding=True, truncation=True, max_length=max_length,
-                              return_tensors="pt")
+    for _, pixels, enc in product_batches(model, catalog, products, image_size, max_length, batch_size):
         cat_logits, sub_logits = head.logits(model, pixels, enc.input_ids, enc.attention_mask)
         predicted["category"] += cat_logits.argmax(-1).tolist()
         predicted["subcategory"] += sub_logits.argmax(-1).tolist()
@@ -65,3 +62,16 @@ def evaluate_classification(model, head: CategoryClassification, catalog: Catalo
                      "macro_f1": macro_f1(truth, predicted[key], labels=labels),
                      "classes": len(labels), "chance_accuracy": float(np.bincount(truth).max() / len(truth) * 100)}
     return out
+
+
+def evaluate(ev: TaskEvaluation) -> dict:
+    products = ev.products()
+    return {"products": len(products),
+            **evaluate_classification(ev.model, ev.heads["classification"], ev.catalog, products, ev.image_size,
+                                      ev.max_length)}
+
+
+register_task(DownstreamTask(
+    name="classification", description="category (CR) and subcategory (SCR) from image + text, accuracy and macro-F1",
+    objectives={"classification": 1.0}, evaluate=evaluate,
+    headline=lambda m: {"CR": m["CR"]["accuracy"], "SCR": m["SCR"]["accuracy"]}))

@@ -82,7 +82,7 @@ def _param_groups(suite, cfg: PretrainConfig) -> list[dict]:
 
 
 def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, tracking=None, run_id: str | None = None,
-          config_fingerprint: str = "", stop_after: int | None = None) -> TrainResult:
+          config_fingerprint: str = "", stop_after: int | None = None, label: str = "pretrain") -> TrainResult:
     """Trains ``suite`` until ``cfg.steps`` optimizer steps (or ``stop_after`` more steps in this call)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from transformers import get_scheduler
@@ -96,7 +96,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
                         num_workers=cfg.num_workers, drop_last=True, persistent_workers=False,
                         generator=torch.Generator().manual_seed(cfg.seed))
     if len(loader) == 0:
-        raise ValueError(f"the training split has {len(dataset)} products, fewer than one batch of {cfg.batch_size}")
+        raise ValueError(f"the training split has {len(dataset)} samples, fewer than one batch of {cfg.batch_size}")
     optimizer = torch.optim.AdamW(_param_groups(suite, cfg), lr=cfg.lr)
     # Accelerate steps a prepared scheduler once per process per optimizer step.
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps * accelerator.num_processes,
@@ -129,7 +129,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
     window: dict[str, list[float]] = defaultdict(list)
     window_start, window_samples = time.perf_counter(), 0
     target = cfg.steps if stop_after is None else min(cfg.steps, state.step + stop_after)
-    bar = tqdm(total=cfg.steps, initial=state.step, desc="pretrain", disable=not accelerator.is_local_main_process,
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=label, disable=not accelerator.is_local_main_process,
                dynamic_ncols=True)
     base_sampler = sampler
     while state.step < target:
@@ -148,7 +148,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
                 optimizer.zero_grad(set_to_none=True)
             state.micro_step += 1
             state.batch_in_epoch += 1
-            batch_samples = batch["input_ids"].shape[0] * accelerator.num_processes
+            batch_samples = len(batch["index"]) * accelerator.num_processes
             state.samples += batch_samples
             window_samples += batch_samples
             for key, value in logs.items():

@@ -1,0 +1,94 @@
+"""A downstream task is a plug-in: the objectives that fine-tune it (they own its heads), optionally its
+own training data, an evaluation of a fine-tuned model on a split, and its headline numbers (the
+papers' ablation columns and the report's table)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fashionvlp.config import Params
+from fashionvlp.data.catalog_io import Catalog
+from fashionvlp.data.schema import Product
+from fashionvlp.models.image_encoders import ModelInputError
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """What a task's own training data is built from (tasks without it train on the product dataset)."""
+
+    catalog: Catalog
+    model: object
+    image_size: int
+    max_length: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class TaskEvaluation:
+    params: Params
+    model: object
+    heads: object                  # nn.ModuleDict of the task's objectives, weights loaded
+    catalog: Catalog
+    split: str
+    out: Path                      # where the task writes plot data
+    image_size: int
+    max_length: int
+    model_dir: Path
+
+    def products(self) -> list[Product]:
+        products = [p for p in self.catalog.iter_products() if p.split == self.split]
+        if not products:
+            raise ModelInputError(f"split {self.split!r} of {self.catalog.root} has no products")
+        return products
+
+
+@dataclass(frozen=True)
+class DownstreamTask:
+    name: str
+    description: str
+    objectives: dict[str, float]
+    evaluate: Callable[[TaskEvaluation], dict]
+    # metrics → the few numbers a comparison table shows, e.g. {"ITR": mean R@1/5/10}
+    headline: Callable[[dict], dict[str, float]]
+    training_data: Callable[[TaskData], tuple[object, Callable]] | None = None
+    # files the evaluation writes that serving needs: copied next to the fine-tuned weights
+    serving_files: tuple[str, ...] = ()
+
+    @property
+    def requires(self) -> frozenset[str]:
+        from fashionvlp.objectives import OBJECTIVES
+
+        return frozenset().union(*(OBJECTIVES[name].cls.requires for name in self.objectives))
+
+
+TASKS: dict[str, DownstreamTask] = {}
+
+
+def register_task(task: DownstreamTask) -> DownstreamTask:
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> DownstreamTask:
+    import fashionvlp.tasks  # noqa: F401  (registers every task)
+
+    if name not in TASKS:
+        raise ModelInputError(f"unknown task {name!r}; known: {', '.join(TASKS)}")
+    return TASKS[name]
+
+
+def check_task_fits(task: DownstreamTask, model) -> None:
+    missing = task.requires - model.capabilities
+    if missing:
+        raise ModelInputError(f"task {task.name!r} needs {', '.join(sorted(missing))}, which the {model.arch} "
+                              f"architecture does not have")
+
+
+def split_rows(rows: list, split: str, what: str, source: Path) -> list:
+    """The rows of one split; none is an error that names the split and the file."""
+    chosen = [r for r in rows if r.split == split]
+    if not chosen:
+        raise ModelInputError(f"split {split!r} has no {what} in {source} (the task needs them)")
+    return chosen

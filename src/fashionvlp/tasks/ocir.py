@@ -1,0 +1,165 @@
+"""OCIR: outfit complementary-item retrieval. One item of an outfit is blanked; the other items' images
+(mean of their embeddings) plus the blank's category form the query; candidates are every
+evaluation-split product of the blank's category (SPEC §5).
+
+R@10/30/50 are reported per blank category and averaged over categories (category-balanced, so a
+category that is blanked more often does not dominate), and over all queries for reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from fashionvlp.data.pretrain_dataset import ImageTransform, label_maps
+from fashionvlp.data.schema import Outfit, Product
+from fashionvlp.evaluation.embed import image_embeddings
+from fashionvlp.evaluation.metrics import recall_at_k
+from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.models.interface import masked_mean
+from fashionvlp.objectives.base import Objective, info_nce, register_objective
+from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows
+
+KS = (10, 30, 50)
+
+
+@register_objective("ocir")
+class OutfitCompletion(Objective):
+    def __init__(self, model, context):
+        super().__init__()
+        if context.num_categories < 1:
+            raise ValueError("ocir needs the catalog's categories")
+        hidden = model.hidden_size
+        self.category = nn.Embedding(context.num_categories, hidden)
+        self.query_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, hidden))
+
+    def query(self, model, item_pixels, item_mask, blank_category) -> torch.Tensor:
+        """item_pixels [B, M, 3, S, S] with item_mask [B, M] (padding is never encoded)."""
+        valid = item_mask.bool()
+        encoded = model.encode_image(item_pixels[valid]).global_
+        items = encoded.new_zeros(*item_mask.shape, encoded.shape[-1])
+        items[valid] = encoded
+        return self.query_mlp(masked_mean(items, item_mask) + self.category(blank_category))
+
+    def forward(self, model, batch):
+        query = self.query(model, batch["item_pixels"], batch["item_mask"], batch["blank_category"])
+        candidate = model.encode_image(batch["blank_pixels"]).global_
+        loss, acc = info_nce(model, query, candidate)
+        return {"loss/ocir": loss, "acc/ocir": acc.detach()}
+
+
+def blank_position(outfit: Outfit, rng: np.random.Generator) -> int:
+    return int(rng.integers(len(outfit.product_ids)))
+
+
+class OutfitDataset(Dataset):
+    def __init__(self, data: TaskData, outfits: list[Outfit], products: dict[str, Product]):
+        self.data, self.outfits, self.products, self.epoch = data, outfits, products, 0
+        self.transform = ImageTransform(data.image_size, data.model.image_encoder.normalization)
+        self.categories = label_maps(data.catalog.schema)["category"]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.outfits)
+
+    def _pixels(self, product_id: str) -> torch.Tensor:
+        product = self.products[product_id]
+        return self.transform.to_tensor(self.transform.load(self.data.catalog.root / product.images[0].path))
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.data.seed, self.epoch, index])
+        outfit = self.outfits[index]
+        blank = blank_position(outfit, rng)
+        blank_id = outfit.product_ids[blank]
+        return {"index": index, "items": [self._pixels(i) for k, i in enumerate(outfit.product_ids) if k != blank],
+                "blank_pixels": self._pixels(blank_id),
+                "blank_category": self.categories[self.products[blank_id].category]}
+
+
+@dataclass
+class OutfitCollator:
+    def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(s["items"]) for s in samples)
+        shape = samples[0]["blank_pixels"].shape
+        pixels = torch.zeros(len(samples), width, *shape)
+        mask = torch.zeros(len(samples), width, dtype=torch.long)
+        for row, s in enumerate(samples):
+            pixels[row, :len(s["items"])] = torch.stack(s["items"])
+            mask[row, :len(s["items"])] = 1
+        return {"index": torch.tensor([s["index"] for s in samples]), "item_pixels": pixels, "item_mask": mask,
+                "blank_pixels": torch.stack([s["blank_pixels"] for s in samples]),
+                "blank_category": torch.tensor([s["blank_category"] for s in samples])}
+
+
+def _outfits(catalog, split: str) -> tuple[list[Outfit], dict[str, Product]]:
+    outfits = split_rows(list(catalog.iter_outfits()), split, "outfits", catalog.root / "outfits.parquet")
+    products = {p.product_id: p for p in catalog.iter_products()}
+    for o in outfits:
+        for k, product_id in enumerate(o.product_ids):
+            if product_id not in products:
+                raise ModelInputError(f"outfit {o.outfit_id!r}: field 'product_ids[{k}]': product {product_id!r} "
+                                      "is not in the catalog")
+    return outfits, products
+
+
+def training_data(data: TaskData):
+    outfits, products = _outfits(data.catalog, "train")
+    return OutfitDataset(data, outfits, products), OutfitCollator()
+
+
+@torch.no_grad()
+def evaluate(ev: TaskEvaluation) -> dict:
+    model, head = ev.model, ev.heads["ocir"]
+    model.eval()
+    head.eval()
+    outfits, products = _outfits(ev.catalog, ev.split)
+    categories = label_maps(ev.catalog.schema)["category"]
+    transform = ImageTransform(ev.image_size, model.image_encoder.normalization)
+    rng = np.random.default_rng(ev.params.evaluation.seed)
+    blanks = [blank_position(o, rng) for o in outfits]
+    # Candidates: the evaluation split's products of each category (plus any blank from outside it).
+    by_category: dict[str, list[Product]] = {}
+    for p in products.values():
+        if p.split == ev.split:
+            by_category.setdefault(p.category, []).append(p)
+    for o, b in zip(outfits, blanks):
+        blank = products[o.product_ids[b]]
+        if blank.split != ev.split:
+            by_category.setdefault(blank.category, []).append(blank)
+    keys = {c: image_embeddings(model, ev.catalog, ps, ev.image_size) for c, ps in by_category.items()}
+    positions = {c: {p.product_id: i for i, p in enumerate(ps)} for c, ps in by_category.items()}
+    ranks_by_category: dict[str, list[np.ndarray]] = {}
+    for o, b in zip(outfits, blanks):
+        blank = products[o.product_ids[b]]
+        items = torch.stack([transform.to_tensor(transform.load(ev.catalog.root / products[i].images[0].path))
+                             for k, i in enumerate(o.product_ids) if k != b]).unsqueeze(0)
+        query = head.query(model, items, torch.ones(1, items.shape[1], dtype=torch.long),
+                           torch.tensor([categories[blank.category]])).float().numpy()
+        gallery = keys[blank.category]
+        scores = (query / np.linalg.norm(query)) @ (gallery / np.linalg.norm(gallery, axis=1, keepdims=True)).T
+        relevant = np.zeros_like(scores, dtype=bool)
+        relevant[0, positions[blank.category][blank.product_id]] = True
+        ranks_by_category.setdefault(blank.category, []).append((scores, relevant))
+    per_category = {}
+    for category, rows in sorted(ranks_by_category.items()):
+        recalls = [recall_at_k(s, r, KS) for s, r in rows]
+        per_category[category] = {**{f"R@{k}": float(np.mean([x[k] for x in recalls])) for k in KS},
+                                  "queries": len(rows), "candidates": len(by_category[category])}
+    balanced = {f"R@{k}": float(np.mean([c[f"R@{k}"] for c in per_category.values()])) for k in KS}
+    total = sum(c["queries"] for c in per_category.values())
+    overall = {f"R@{k}": float(sum(c[f"R@{k}"] * c["queries"] for c in per_category.values()) / total) for k in KS}
+    return {"outfits": len(outfits), "categories": per_category, "balanced": balanced, "all_queries": overall,
+            "protocol": "one seeded blank per outfit; candidates = evaluation-split products of the blank's category; "
+                        "R@K averaged per category, then over categories (balanced)"}
+
+
+register_task(DownstreamTask(
+    name="ocir", description="outfit complementary-item retrieval, R@10/30/50 category-balanced",
+    objectives={"ocir": 1.0}, evaluate=evaluate, training_data=training_data,
+    headline=lambda m: {"OCIR": float(np.mean(list(m["balanced"].values())))}))
