@@ -1,5 +1,6 @@
 """The retraining flow. Stages built so far: data version check → validation → VQ-VAE patch labels →
-pre-training → retrieval evaluation, tracked in MLflow (one parent run, one nested run per stage).
+pre-training → (fanned out) zero-shot XMR and the fine-tuning + evaluation of every downstream task →
+evaluation report; tracked in MLflow (one parent run, one nested run per stage and task).
 
 Run it with ``make run`` (or ``python flows/retrain.py``). With PREFECT_API_URL unset Prefect starts a
 temporary local API, so no server is needed. Tasks pass paths and ids, never data.
@@ -15,10 +16,13 @@ from fashionvlp.env import quiet_offline  # noqa: E402
 quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from pydantic import BaseModel, Field  # noqa: E402
 
 from fashionvlp.config import Params, load_params  # noqa: E402
-from fashionvlp.evaluation.retrieval import format_xmr  # noqa: E402
+from fashionvlp.env import share_cpu_threads  # noqa: E402
+from fashionvlp.evaluation.formatting import format_result  # noqa: E402
+from fashionvlp.evaluation.report import write_report  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
 from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
@@ -67,11 +71,12 @@ def pretrain(parameters: RetrainParameters, catalog: str, patch_labels: str, par
     return {"model_dir": str(result.model_dir), "run_id": result.run_id, "summary": result.summary}
 
 
-@task(name="evaluate-xmr")
-def evaluate_xmr(parameters: RetrainParameters, model_dir: str, catalog: str, parent_run_id: str) -> dict:
+@task(name="evaluate")
+def evaluate(parameters: RetrainParameters, task_name: str, model_dir: str, catalog: str, parent_run_id: str) -> dict:
     params = parameters.load()
-    return evaluate_stage.evaluate_xmr(params, Path(model_dir), Path(catalog), tracking=Tracking.from_params(params),
-                                       parent_run_id=parent_run_id)
+    result = evaluate_stage.evaluate(params, task_name, Path(model_dir), Path(catalog),
+                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
+    return {"run_id": result["run_id"], "out": str(evaluate_stage.evaluation_dir(params)), "metrics": result}
 
 
 @task(name="finetune")
@@ -79,7 +84,39 @@ def finetune(parameters: RetrainParameters, task_name: str, model_dir: str, cata
     params = parameters.load()
     result = finetune_stage.finetune(params, task_name, Path(model_dir), Path(catalog),
                                      tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
-    return {"model_dir": str(result.model_dir), "run_id": result.run_id, "metrics": result.metrics}
+    return {"model_dir": str(result.model_dir), "run_id": result.run_id, "out": str(result.model_dir.parent),
+            "metrics": result.metrics}
+
+
+@flow(name="downstream")
+def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, parent_run_id: str,
+               tasks: list[str]) -> dict:
+    """Zero-shot XMR of the pre-trained model and the fine-tuning of every task, fanned out.
+
+    Each runs in a worker process of the flow's task runner (Accelerate's state is per process).
+    """
+    futures = {"xmr (pre-trained)": evaluate.with_options(name="evaluate-xmr").submit(
+        parameters, "xmr", model_dir, catalog, parent_run_id)}
+    for name in tasks:
+        futures[name] = finetune.with_options(name=f"finetune-{name}").submit(parameters, name, model_dir, catalog,
+                                                                              parent_run_id)
+    return {name: future.result() for name, future in futures.items()}
+
+
+@task(name="evaluation-report")
+def evaluation_report(parameters: RetrainParameters, outcomes: dict, parent_run_id: str) -> str:
+    """report.md + plots from every task's results, logged to the pipeline's MLflow run."""
+    params = parameters.load()
+    results = [{**o["metrics"], "stage": "pre-trained" if label.endswith("(pre-trained)") else "fine-tuned"}
+               for label, o in outcomes.items()]
+    plot_dirs = {label.split()[0] + ("_pretrained" if label.endswith("(pre-trained)") else ""): Path(o["out"]) / "plots"
+                 for label, o in outcomes.items()}
+    out = params.derived_dir / "report" / params.model.arch
+    context = (f"Pipeline run `{parent_run_id}`, architecture `{params.model.arch}`, catalog `{params.catalog_dir}`, "
+               f"evaluation split `{params.evaluation.split}`.")
+    path = write_report(results, plot_dirs, out, f"fashionvlp evaluation report ({params.model.arch})", context)
+    Tracking.from_params(params).log_artifacts(parent_run_id, out, "report")
+    return str(path)
 
 
 @flow(name="retrain", log_prints=True)
@@ -103,13 +140,22 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         pretrained = pretrain(parameters, version["catalog"], codes["labels_dir"], run_id)
         tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
                                       for name, row in pretrained["summary"]["losses"].items()})
-        xmr = evaluate_xmr(parameters, pretrained["model_dir"], version["catalog"], run_id)
-        # One task per downstream task. They run one after another: Accelerate's state is per process.
-        tuned = {name: finetune.with_options(name=f"finetune-{name}")(parameters, name, pretrained["model_dir"],
-                                                                       version["catalog"], run_id)
-                 for name in finetune_stage.TASK_OBJECTIVES}
+        tasks = [t for t in params.finetune.tasks if finetune_stage.task_fits_arch(t, params.model.arch)]
+        skipped = sorted(set(params.finetune.tasks) - set(tasks))
+        if skipped:
+            logger.info("skipped (the %s architecture cannot run them): %s", params.model.arch, ", ".join(skipped))
+        runner = ProcessPoolTaskRunner(max_workers=params.finetune.workers, initializer=share_cpu_threads,
+                                       initargs=(params.finetune.workers,))
+        outcomes = downstream.with_options(task_runner=runner)(parameters, pretrained["model_dir"],
+                                                               version["catalog"], run_id, tasks)
+        for label, outcome in outcomes.items():
+            prefix = "pretrained" if label.endswith("(pre-trained)") else "finetuned"
+            tracking.log_metrics(run_id, {f"{prefix}.{outcome['metrics']['task']}.{k}".replace("@", "_at_"): v
+                                          for k, v in outcome["metrics"]["headline"].items()})
+        report_md = evaluation_report(parameters, outcomes, run_id)
     return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
-            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained, "xmr": xmr, "finetune": tuned}
+            "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained,
+            "downstream": outcomes, "skipped": skipped, "report": report_md}
 
 
 def main(argv: list[str]) -> int:
@@ -135,16 +181,17 @@ def report(out: dict) -> None:
     print(f"Pre-training:    {summary['arch']}, {summary['steps']} steps; model → {out['pretrain']['model_dir']}")
     for name, row in summary["losses"].items():
         print(f"                 loss/{name}: {row['first']:.4f} → {row['last']:.4f}")
-    xmr = out["xmr"]
-    pad = " " * 17
-    print(f"Retrieval (XMR, no fine-tuning, {xmr['split']} split, {xmr['products']} products):")
-    print("\n".join(format_xmr(xmr, pad)))
-    tuned = out["finetune"]["xmr"]["metrics"]
-    print(f"Fine-tuned XMR ({tuned['split']} split):")
-    print("\n".join(format_xmr(tuned, pad)))
-    cls = out["finetune"]["classification"]["metrics"]
-    print(f"Fine-tuned CR/SCR ({cls['split']} split, {cls['products']} products): "
-          + ", ".join(f"{n} accuracy {cls[n]['accuracy']:.2f} macro-F1 {cls[n]['macro_f1']:.2f}" for n in ("CR", "SCR")))
+    print(f"Evaluation report: {out['report']}  (also in MLflow: run artifacts → report/)")
+    print("Downstream tasks (headline numbers; details with protocols below):")
+    for label, outcome in out["downstream"].items():
+        m = outcome["metrics"]
+        print(f"  {label:<22} " + ", ".join(f"{k} {v:.2f}" for k, v in m["headline"].items())
+              + f"   ({m['split']} split)")
+    if out["skipped"]:
+        print(f"  skipped (architecture lacks them): {', '.join(out['skipped'])}")
+    for label, outcome in out["downstream"].items():
+        print(f"-- {label}")
+        print("\n".join(format_result(outcome["metrics"])))
 
 
 if __name__ == "__main__":

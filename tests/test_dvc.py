@@ -26,7 +26,8 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
     shutil.copytree(tiny_catalog, repo / "data")
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     # The tiny model's values written into params.yaml, so `dvc repro pretrain` runs in seconds.
-    params = load_params(REPO / "params.yaml", overrides=TINY_MODEL).model_dump(mode="json", exclude={"root"})
+    params = load_params(REPO / "params.yaml", overrides=TINY_MODEL + ["evaluation.allow_fallback=true"]
+                         ).model_dump(mode="json", exclude={"root"})
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     shutil.copytree(REPO / "src" / "fashionvlp", repo / "src" / "fashionvlp",
                     ignore=shutil.ignore_patterns("__pycache__"))
@@ -63,6 +64,22 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
     assert metrics["derived/vqvae/metrics.json"]["data"]["codebook_size"] == 32
     assert metrics["derived/pretrain/fashionvil/summary.json"]["data"]["steps"] == 4
     assert "didn't change" in _sh(dvc + ["repro", "pretrain"], repo)
+
+    # Every downstream stage: zero-shot XMR, and one fine-tuning stage per task, with metrics and plots.
+    res = subprocess.run(dvc + ["repro"], cwd=repo, capture_output=True, text=True,
+                         env={**__import__("os").environ, "PATH": env_bin + ":" + __import__("os").environ["PATH"],
+                              "PYTHONPATH": str(repo / "src")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    metrics = __import__("json").loads(_sh(dvc + ["metrics", "show", "--json"], repo))[""]["data"]
+    for task in ("xmr", "classification", "tgir", "ocir", "attributes"):
+        assert metrics[f"derived/finetune/fashionvil/{task}/metrics.json"]["data"]["task"] == task
+    assert "FALLBACK" in metrics["derived/eval/fashionvil/xmr.json"]["data"]["paper"]["protocol"]
+    plots = __import__("json").loads(_sh(dvc + ["plots", "show", "--json"], repo))["data"]
+    for name in ("XMR recall@K, full gallery (fine-tuned)", "TGIR recall@K (mean over FashionIQ groups)",
+                 "OCIR recall@K (category-balanced)", "SCR confusion matrix",
+                 "Attribute precision vs recall (one point per threshold, all attributes)"):
+        values = plots[name][0]["content"]["data"]["values"]
+        assert values, name
 
 
 def test_default_catalog_regenerates_to_the_pinned_hash(tmp_path):

@@ -10,3 +10,10 @@ QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_E
 def quiet_offline() -> None:
     for key, value in QUIET_OFFLINE.items():
         os.environ.setdefault(key, value)
+
+
+def share_cpu_threads(processes: int) -> None:
+    """In one of ``processes`` worker processes: take an equal share of the CPU cores for torch."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(processes, 1)))

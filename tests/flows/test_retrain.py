@@ -41,10 +41,17 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     client = MlflowClient(out["tracking_uri"])
     children = {r.data.tags["mlflow.runName"]: r for r in client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
-    assert {"vqvae", "pretrain-fashionvil", "evaluate-xmr-fashionvil", "finetune-xmr-fashionvil",
-            "finetune-classification-fashionvil"} <= set(children)
+    tasks = ["xmr", "classification", "tgir", "ocir", "attributes"]
+    assert {"vqvae", "pretrain-fashionvil", "evaluate-xmr-fashionvil",
+            *[f"finetune-{t}-fashionvil" for t in tasks]} <= set(children)
+    assert out["skipped"] == ["captioning"]           # FashionViL has no decoder
     assert "classification.CR.accuracy" in children["finetune-classification-fashionvil"].data.metrics
-    assert "FALLBACK" in out["xmr"]["paper"]["protocol"]     # 140 products: too few for the 1 + 100 protocol
+    assert "tgir.mean.recall_at_10" in children["finetune-tgir-fashionvil"].data.metrics
+    # 140 products: too few for the 1 + 100 protocol
+    assert "FALLBACK" in out["downstream"]["xmr (pre-trained)"]["metrics"]["paper"]["protocol"]
+    assert {"finetuned.ocir.OCIR", "pretrained.xmr.ITR"} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(out["run_id"], "report")}
+    assert {"report/report.md", "report/xmr_xmr_recall_at_k.png", "report/attributes_attributes_pr.png"} <= artifacts
     assert children["vqvae"].data.metrics["vqvae.codes_used"] >= 1
     assert "vqvae.perplexity" in children["vqvae"].data.metrics
     pre = children["pretrain-fashionvil"]
@@ -54,4 +61,4 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
 
     report(out)                                      # what `make run` prints at the end
     printed = capsys.readouterr().out
-    assert "== where to look ==" in printed and "FALLBACK" in printed and "Fine-tuned CR/SCR" in printed
+    assert "== where to look ==" in printed and "FALLBACK" in printed and "category-balanced" in printed

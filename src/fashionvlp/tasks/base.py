@@ -92,3 +92,17 @@ def split_rows(rows: list, split: str, what: str, source: Path) -> list:
     if not chosen:
         raise ModelInputError(f"split {split!r} has no {what} in {source} (the task needs them)")
     return chosen
+
+
+def write_curve(path: Path, ks: tuple[int, ...], curves: dict[str, dict[int, float]]) -> None:
+    """Recall@K per K: one column per group and their mean (a DVC plot, ``x: k``)."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = list(curves)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["k", *names, "mean"])
+        for k in ks:
+            values = [curves[n][k] for n in names]
+            writer.writerow([k, *[round(v, 4) for v in values], round(sum(values) / len(values), 4)])

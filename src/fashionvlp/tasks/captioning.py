@@ -43,7 +43,14 @@ def evaluate(ev: TaskEvaluation) -> dict:
         hypotheses += [tokenizer.decode(row) for row in generate(model, pixels, ev.max_length)]
         references += [tokenizer.decode(tokenizer(p.title, truncation=True, max_length=ev.max_length).input_ids,
                                         skip_special_tokens=True) for p in chunk]
+    import sacrebleu
+
+    precisions = sacrebleu.corpus_bleu(hypotheses, [references]).precisions
+    path = ev.out / "plots" / "captioning_ngram_precision.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("n,precision\n" + "".join(f"{n},{p:.4f}\n" for n, p in enumerate(precisions, 1)))
     return {"products": len(products), "BLEU-4": bleu4(hypotheses, references),
+            "ngram_precision": {str(n): p for n, p in enumerate(precisions, 1)},
             "examples": [{"product_id": p.product_id, "generated": h, "title": r}
                          for p, h, r in zip(products[:EXAMPLES], hypotheses, references)],
             "protocol": "greedy decoding from the first view; corpus BLEU-4 (sacrebleu 13a) against the title"}

@@ -6,6 +6,8 @@ pre-training one; the evaluation scores accuracy and macro-F1 on a split.
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import torch
 from torch import nn
@@ -58,17 +60,27 @@ def evaluate_classification(model, head: CategoryClassification, catalog: Catalo
     for key, name in (("category", "CR"), ("subcategory", "SCR")):
         truth = [maps[key][getattr(p, key)] for p in products]
         labels = sorted(maps[key].values())
+        names = {i: n for n, i in maps[key].items()}
         out[name] = {"accuracy": accuracy(truth, predicted[key]),
                      "macro_f1": macro_f1(truth, predicted[key], labels=labels),
-                     "classes": len(labels), "chance_accuracy": float(np.bincount(truth).max() / len(truth) * 100)}
+                     "classes": len(labels), "chance_accuracy": float(np.bincount(truth).max() / len(truth) * 100),
+                     "predictions": [(names[t], names[p]) for t, p in zip(truth, predicted[key])]}
     return out
 
 
 def evaluate(ev: TaskEvaluation) -> dict:
     products = ev.products()
-    return {"products": len(products),
-            **evaluate_classification(ev.model, ev.heads["classification"], ev.catalog, products, ev.image_size,
-                                      ev.max_length)}
+    result = evaluate_classification(ev.model, ev.heads["classification"], ev.catalog, products, ev.image_size,
+                                     ev.max_length)
+    confusion = result["SCR"].pop("predictions")
+    result["CR"].pop("predictions")
+    path = ev.out / "plots" / "scr_confusion.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["actual", "predicted"])
+        writer.writerows(confusion)
+    return {"products": len(products), **result}
 
 
 register_task(DownstreamTask(

@@ -22,9 +22,10 @@ from fashionvlp.evaluation.metrics import recall_at_k
 from fashionvlp.models.image_encoders import ModelInputError
 from fashionvlp.models.interface import masked_mean
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
-from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows
+from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows, write_curve
 
 KS = (10, 30, 50)
+CURVE_KS = (1, 5, 10, 20, 30, 50, 100)
 
 
 @register_objective("ocir")
@@ -146,11 +147,14 @@ def evaluate(ev: TaskEvaluation) -> dict:
         relevant = np.zeros_like(scores, dtype=bool)
         relevant[0, positions[blank.category][blank.product_id]] = True
         ranks_by_category.setdefault(blank.category, []).append((scores, relevant))
-    per_category = {}
+    per_category, curves = {}, {}
     for category, rows in sorted(ranks_by_category.items()):
+        curve = [recall_at_k(s, r, CURVE_KS) for s, r in rows]
+        curves[category] = {k: float(np.mean([x[k] for x in curve])) for k in CURVE_KS}
         recalls = [recall_at_k(s, r, KS) for s, r in rows]
         per_category[category] = {**{f"R@{k}": float(np.mean([x[k] for x in recalls])) for k in KS},
                                   "queries": len(rows), "candidates": len(by_category[category])}
+    write_curve(ev.out / "plots" / "ocir_recall_at_k.csv", CURVE_KS, curves)
     balanced = {f"R@{k}": float(np.mean([c[f"R@{k}"] for c in per_category.values()])) for k in KS}
     total = sum(c["queries"] for c in per_category.values())
     overall = {f"R@{k}": float(sum(c[f"R@{k}"] * c["queries"] for c in per_category.values()) / total) for k in KS}

@@ -21,9 +21,10 @@ from fashionvlp.data.schema import Product, Triplet
 from fashionvlp.evaluation.embed import image_embeddings
 from fashionvlp.evaluation.metrics import recall_at_k
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
-from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows
+from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows, write_curve
 
 KS = (10, 50)
+CURVE_KS = (1, 5, 10, 20, 50, 100)
 
 
 def modification_text(captions: tuple[str, str], swap: bool = False) -> str:
@@ -109,6 +110,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
     triplets, products = _triplets(ev.catalog, ev.split)
     transform = ImageTransform(ev.image_size, model.image_encoder.normalization)
     out: dict = {"groups": {}, "triplets": len(triplets)}
+    curves: dict[str, dict[int, float]] = {}
     for group in sorted({t.group for t in triplets}):
         rows = [t for t in triplets if t.group == group]
         categories = {products[i].category for t in rows for i in (t.reference_id, t.target_id)}
@@ -132,11 +134,13 @@ def evaluate(ev: TaskEvaluation) -> dict:
             if t.reference_id in position:
                 scores[row, position[t.reference_id]] = -np.inf
         recalls = recall_at_k(scores, relevant, KS)
+        curves[group] = recall_at_k(scores, relevant, CURVE_KS)
         out["groups"][group] = {**{f"R@{k}": v for k, v in recalls.items()}, "queries": len(rows),
                                 "gallery": len(gallery)}
     groups = out["groups"].values()
     out["mean"] = {f"R@{k}": float(np.mean([g[f"R@{k}"] for g in groups])) for k in KS}
     out["mean"]["mean"] = float(np.mean([out["mean"][f"R@{k}"] for k in KS]))
+    write_curve(ev.out / "plots" / "tgir_recall_at_k.csv", CURVE_KS, curves)
     out["protocol"] = ("FashionIQ: caption pair joined with 'and'; gallery = every evaluation-split product of the "
                        "group's categories, reference excluded; R@10/R@50 per group, mean over groups")
     return out

@@ -1,0 +1,92 @@
+"""The evaluation report: one Markdown file with every task's headline numbers, protocols and details,
+and PNG plots (XMR recall@K, attribute precision–recall curves). Logged to MLflow as an artifact."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+from fashionvlp.evaluation.formatting import format_result
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def _plot_recall_at_k(rows: list[dict], title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ks = [int(r["k"]) for r in rows]
+    for direction in ("ITR", "TIR"):
+        ax.plot(ks, [float(r[direction]) for r in rows], marker="o", label=direction)
+    ax.set(xscale="log", xlabel="K", ylabel="recall@K (%)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _plot_pr(rows: list[dict], title: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = defaultdict(list)
+    for r in rows:
+        curves[r["attribute"]].append((float(r["recall"]), float(r["precision"])))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, points in sorted(curves.items()):
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
+    ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
+    ax.set(xlabel="recall (% of products with a value)", ylabel="precision (%)", title=title)
+    ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _headline_table(results: list[dict]) -> list[str]:
+    lines = ["| stage | task | split | headline | model steps |", "|---|---|---|---|---|"]
+    for r in results:
+        headline = ", ".join(f"{k} {v:.2f}" for k, v in r["headline"].items())
+        lines.append(f"| {r.get('stage', 'fine-tuned')} | {r['task']} | {r['split']} | {headline} | {r.get('steps')} |")
+    return lines
+
+
+def write_report(results: list[dict], plot_dirs: dict[str, Path], out: Path, title: str, context: str) -> Path:
+    """``results``: task results (as ``<task>.json``/``metrics.json``); ``plot_dirs``: label → a plots dir.
+
+    Writes ``out/report.md`` and its PNGs beside it; returns the Markdown path.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# {title}", "", context, "",
+             "Headline numbers: XMR = mean of R@1/5/10 under the papers' protocol; TGIR = mean over groups of "
+             "(R@10+R@50)/2; OCIR = mean of category-balanced R@10/30/50; CR/SCR = accuracy; "
+             "attributes = average R@90P; captioning = BLEU-4.", "", *_headline_table(results), ""]
+    for label, plots in plot_dirs.items():
+        curve = plots / "xmr_recall_at_k.csv"
+        if curve.is_file():
+            name = f"{label}_xmr_recall_at_k.png"
+            _plot_recall_at_k(_read_csv(curve), f"XMR full-gallery recall@K ({label})", out / name)
+            lines += [f"![XMR recall@K, {label}]({name})", ""]
+        pr = plots / "attributes_pr.csv"
+        if pr.is_file():
+            name = f"{label}_attributes_pr.png"
+            _plot_pr(_read_csv(pr), f"Attribute precision–recall ({label})", out / name)
+            lines += [f"![attribute precision-recall, {label}]({name})", ""]
+    lines += ["## Details", ""]
+    for r in results:
+        lines += [f"### {r['task']} ({r.get('stage', 'fine-tuned')})", "", "```", *format_result(r), "```", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path
