@@ -26,7 +26,8 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
-    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL + ["evaluation.allow_fallback=true"]))
+    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL + [
+        "evaluation.allow_fallback=true", "finetune.tasks=[xmr, classification, tgir, ocir, attributes, captioning]"]))
     pin = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
     run = MlflowClient(out["tracking_uri"]).get_run(out["run_id"])
     assert run.info.status == "FINISHED"
