@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench clean-venv
+.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench ablation clean-venv
 
 setup: $(STAMP) dvc-remote
 
@@ -37,6 +37,11 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The papers' pre-training ablations at tiny scale on the embedded catalog (table: derived/ablation/ablation.md).
+ABLATION_STEPS ?= --set=pretrain.steps=200 $(foreach t,xmr tgir classification ocir attributes,--set=finetune.$(t).steps=100)
+ablation: data
+	$(PY) flows/ablation.py --preset=tiny $(ABLATION_STEPS)
 
 mlflow-ui: setup
 	@mkdir -p mlflow/artifacts

@@ -88,7 +88,8 @@ def finetune(parameters: RetrainParameters, task_name: str, model_dir: str, cata
             "metrics": result.metrics}
 
 
-@flow(name="downstream")
+@flow(name="downstream",
+      task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=share_cpu_threads, initargs=(2,)))
 def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, parent_run_id: str,
                tasks: list[str]) -> dict:
     """Zero-shot XMR of the pre-trained model and the fine-tuning of every task, fanned out.

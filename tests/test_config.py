@@ -25,6 +25,8 @@ def test_set_overrides_any_value_and_preset_overlays():
     ("data.synth.splits.train=0.9", "data.synth.splits"),
     ("data.synth.num_product=5", "data.synth.num_product"),
     ("validation.image_max_side=[1]", "validation.image_max_side"),
+    ("finetune.tasks=[xmr, segmentation]", "finetune.tasks.1"),
+    ("finetune.tgir.batch_size=1", "finetune.tgir.batch_size"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as exc:

@@ -206,7 +206,8 @@ class FinetuneConfig(StrictModel):
     attributes: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
     captioning: FinetuneTaskConfig = Field(default_factory=FinetuneTaskConfig)
     # Tasks the retrain flow fine-tunes (those the architecture cannot run are skipped, and logged).
-    tasks: list[str] = Field(default_factory=lambda: ["xmr", "classification", "tgir", "ocir", "attributes"])
+    tasks: list[Literal["xmr", "classification", "tgir", "ocir", "attributes", "captioning"]] = Field(
+        default_factory=lambda: ["xmr", "classification", "tgir", "ocir", "attributes"])
     # Fine-tuning processes the retrain flow runs side by side (Prefect process pool).
     workers: int = Field(2, ge=1)
 

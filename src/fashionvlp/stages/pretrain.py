@@ -207,3 +207,20 @@ def pretrain(params: Params, catalog: Path | None = None, patch_labels: Path | N
                 tracking.log_artifact(run_id, out / "summary.json")
                 tracking.log_artifacts(run_id, model_dir, "model")
     return PretrainResult(out, model_dir, summary, run_id, result.finished)
+
+
+def initial_model(params: Params, catalog: Path | None = None, out: Path | None = None) -> Path:
+    """The "no pre-training" baseline: the configured encoders and freshly initialised fusion parts, saved
+    like a pre-trained model (so fine-tuning starts from it the same way). Returns the model directory."""
+    import torch
+
+    from fashionvlp.models.registry import save_pretrained
+
+    out = Path(out or pretrain_dir(params))
+    catalog_root = Path(catalog or params.catalog_dir)
+    texts = [p.text for p in read_catalog(catalog_root).iter_products() if p.split == "train"]
+    torch.manual_seed(params.pretrain.seed)
+    model = _fresh_model(params, params.model, out, texts)
+    save_pretrained(model, out / "model", params.model,
+                    extra={"steps": 0, "catalog_md5": dir_md5(catalog_root), "initial": True})
+    return out / "model"

@@ -1,0 +1,234 @@
+"""The ablation flow: the papers' pre-training ablations, re-run at tiny scale on the embedded catalog.
+
+- FashionViL (its Table "Ablation Study"): no pre-training, each objective alone, the cumulative rows
+  (ITC+MLM+MPFC, +ITM, +MVC, +PAC) and the full set without sharing the text and fusion encoders.
+  Every row is fine-tuned and evaluated on XMR (ITR, TIR), TGIR, SCR and OCIR; Meta-sum adds them.
+- KG-FLIP: knowledge-guided (KG-MLIM + KG-ITM + LM) vs unguided (MLM + ITM + LM) pre-training, compared
+  on attribute extraction (average R@90P).
+
+Writes ``derived/ablation/ablation.md`` and ``ablation.json`` (the table, the config and the protocols),
+and logs the table to an MLflow parent run with one nested run per row (its stage runs nested below).
+Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pretrain.steps=200]``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from fashionvlp.env import quiet_offline  # noqa: E402
+
+quiet_offline()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.env import share_cpu_threads  # noqa: E402
+from fashionvlp.stages import data as data_stages  # noqa: E402
+from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
+from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
+from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
+from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+FASHIONVIL_OBJECTIVES = ("itc", "itm", "mlm", "mpfc", "mvc", "pac", "kg_mlim", "kg_itm", "lm")
+
+
+def _objectives(**weights: float) -> str:
+    return "pretrain.objectives={" + ", ".join(f"{n}: {weights.get(n, 0)}" for n in FASHIONVIL_OBJECTIVES) + "}"
+
+
+def _cumulative(names: list[str]) -> str:
+    # FashionViL's sampling probabilities (params.yaml), restricted to the row's objectives.
+    probabilities = {"itc": 0.2, "itm": 0.15, "mlm": 0.15, "mpfc": 0.15, "mvc": 0.2, "pac": 0.15}
+    return _objectives(**{n: probabilities[n] for n in names})
+
+
+# row label → overrides (None: no pre-training). The paper's row order.
+FASHIONVIL_ROWS: dict[str, list[str] | None] = {
+    "None": None,
+    "MVC": [_objectives(mvc=1)],
+    "MPFC": [_objectives(mpfc=1)],
+    "MLM": [_objectives(mlm=1)],
+    "PAC": [_objectives(pac=1)],
+    "ITM": [_objectives(itm=1)],
+    "ITC": [_objectives(itc=1)],
+    "ITC + MLM + MPFC": [_cumulative(["itc", "mlm", "mpfc"])],
+    "ITC + MLM + MPFC + ITM": [_cumulative(["itc", "mlm", "mpfc", "itm"])],
+    "ITC + MLM + MPFC + ITM + MVC": [_cumulative(["itc", "mlm", "mpfc", "itm", "mvc"])],
+    "ITC + MLM + MPFC + ITM + MVC + PAC": [_cumulative(["itc", "mlm", "mpfc", "itm", "mvc", "pac"])],
+    "same, w/o sharing TE and FE": [_cumulative(["itc", "mlm", "mpfc", "itm", "mvc", "pac"]),
+                                    "model.shared_fusion=false"],
+}
+KGFLIP_ROWS: dict[str, list[str]] = {
+    "KG-FLIP: KG-MLIM + KG-ITM + LM (guided)": ["model.arch=kgflip", "pretrain.combine=sum",
+                                                _objectives(kg_mlim=1, kg_itm=1, lm=1)],
+    "unguided: MLM + ITM + LM": ["model.arch=kgflip", "pretrain.combine=sum", _objectives(mlm=1, itm=1, lm=1)],
+}
+FASHIONVIL_TASKS = ("xmr", "tgir", "classification", "ocir")
+FASHIONVIL_COLUMNS = ("ITR", "TIR", "TGIR", "SCR", "OCIR")
+KGFLIP_TASKS = ("attributes",)
+KGFLIP_COLUMNS = ("ATTR_R@90P",)
+
+
+def slug(label: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+class AblationParameters(BaseModel):
+    params_file: str = str(REPO / "params.yaml")
+    presets: list[str] = Field(default_factory=lambda: ["tiny"])
+    overrides: list[str] = Field(default_factory=list)
+    fashionvil_rows: list[str] = Field(default_factory=lambda: list(FASHIONVIL_ROWS))
+    kgflip_rows: list[str] = Field(default_factory=lambda: list(KGFLIP_ROWS))
+    workers: int = Field(2, ge=1)
+    catalog: str | None = None        # default: the DVC-pinned catalog of paths.catalog
+
+    def load(self, row_overrides: list[str] | None = None) -> Params:
+        return load_params(self.params_file, self.presets, self.overrides + (row_overrides or []))
+
+
+@task(name="vqvae-patch-labels")
+def patch_labels(parameters: AblationParameters, catalog: str) -> str:
+    params = parameters.load()
+    labels = vqvae_stage.patch_labels_dir(params)
+    if not (labels / "meta.json").is_file():
+        vqvae_stage.train_vqvae(params, Path(catalog))
+    return str(labels)
+
+
+@task(name="pretrain-row")
+def pretrain_row(parameters: AblationParameters, overrides: list[str] | None, catalog: str, labels: str,
+                 out: str, parent_run_id: str) -> str:
+    params = parameters.load(overrides or [])
+    if overrides is None:
+        return str(pretrain_stage.initial_model(params, Path(catalog), Path(out)))
+    return str(pretrain_stage.pretrain(params, Path(catalog), Path(labels), Path(out),
+                                       tracking=Tracking.from_params(params), parent_run_id=parent_run_id).model_dir)
+
+
+@task(name="finetune-row-task")
+def finetune_row_task(parameters: AblationParameters, overrides: list[str] | None, task_name: str, model_dir: str,
+                      catalog: str, out: str, parent_run_id: str) -> dict:
+    params = parameters.load(overrides or [])
+    result = finetune_stage.finetune(params, task_name, Path(model_dir), Path(catalog), Path(out),
+                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
+    return {"task": task_name, "headline": result.metrics["headline"], "metrics_path": str(Path(out) / "metrics.json")}
+
+
+def _rows(parameters: AblationParameters) -> list[tuple[str, str, list[str] | None, tuple[str, ...]]]:
+    unknown = [r for r in parameters.fashionvil_rows if r not in FASHIONVIL_ROWS] + \
+              [r for r in parameters.kgflip_rows if r not in KGFLIP_ROWS]
+    if unknown:
+        raise ValueError(f"unknown ablation rows {unknown}; known: {list(FASHIONVIL_ROWS) + list(KGFLIP_ROWS)}")
+    return [("fashionvil", r, FASHIONVIL_ROWS[r], FASHIONVIL_TASKS) for r in parameters.fashionvil_rows] + \
+           [("kgflip", r, KGFLIP_ROWS[r], KGFLIP_TASKS) for r in parameters.kgflip_rows]
+
+
+# Training runs in worker processes: Accelerate's state is per process, so threads cannot share it.
+@flow(name="ablation", log_prints=True,
+      task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=share_cpu_threads, initargs=(2,)))
+def ablation(parameters: AblationParameters = AblationParameters()) -> dict:
+    logger = get_run_logger()
+    params = parameters.load()
+    tracking = Tracking.from_params(params)
+    root = params.derived_dir / "ablation"
+    rows = _rows(parameters)
+    catalog = parameters.catalog or str(data_stages.materialize(params).catalog)
+    with tracking.run("ablation", tags={"pipeline": "ablation"}) as run_id:
+        tracking.log_params(run_id, {"presets": ",".join(parameters.presets), "overrides": " ".join(parameters.overrides),
+                                     "pretrain.steps": params.pretrain.steps, "catalog": catalog}
+                            | {f"finetune.{t}.steps": getattr(params.finetune, t).steps
+                               for t in FASHIONVIL_TASKS + KGFLIP_TASKS})
+        labels = patch_labels(parameters, catalog)
+        pending = []
+        for family, label, overrides, tasks in rows:
+            row_run = tracking.start_run(f"row: {label}", {"ablation.family": family, "ablation.row": label}, run_id)
+            out = root / family / slug(label)
+            model = pretrain_row.with_options(name=f"pretrain-{slug(label)}").submit(
+                parameters, overrides, catalog, labels, str(out / "pretrain"), row_run)
+            futures = [finetune_row_task.with_options(name=f"finetune-{slug(label)}-{t}").submit(
+                parameters, overrides, t, model, catalog, str(out / t), row_run) for t in tasks]
+            pending.append((family, label, row_run, futures))
+        table = {"fashionvil": {}, "kgflip": {}}
+        for family, label, row_run, futures in pending:
+            scores = {}
+            for future in futures:
+                scores.update(future.result()["headline"])
+            columns = FASHIONVIL_COLUMNS if family == "fashionvil" else KGFLIP_COLUMNS
+            row = {c: scores[c] for c in columns}
+            if family == "fashionvil":
+                row["Meta-sum"] = sum(row.values())
+            table[family][label] = row
+            tracking.log_metrics(row_run, {f"ablation.{k}".replace("@", "_at_"): v for k, v in row.items()})
+            tracking.end_run(row_run)
+            logger.info("%s: %s", label, ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
+        result = {"table": table, "config": _config(params, parameters), "protocols": PROTOCOLS}
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "ablation.json").write_text(json.dumps(result, indent=2))
+        (root / "ablation.md").write_text(markdown(result))
+        tracking.log_metrics(run_id, {f"{family}.{slug(label)}.{k}".replace("@", "_at_"): v
+                                      for family, rows_ in table.items() for label, row in rows_.items()
+                                      for k, v in row.items()})
+        tracking.log_artifact(run_id, root / "ablation.md", "ablation")
+        tracking.log_artifact(run_id, root / "ablation.json", "ablation")
+    return {"run_id": run_id, "markdown": str(root / "ablation.md"), **result}
+
+
+PROTOCOLS = {
+    "ITR/TIR": "mean of R@1/5/10, papers' protocol (1000 queries, 1 + 100 same-subcategory, 5 repeats)",
+    "TGIR": "mean over FashionIQ groups of (R@10 + R@50)/2",
+    "SCR": "subcategory accuracy",
+    "OCIR": "mean of category-balanced R@10/30/50",
+    "ATTR_R@90P": "average over attributes of recall at 90% precision",
+}
+
+
+def _config(params: Params, parameters: AblationParameters) -> dict:
+    return {"presets": parameters.presets, "overrides": parameters.overrides, "pretrain_steps": params.pretrain.steps,
+            "pretrain_batch_size": params.pretrain.batch_size,
+            "finetune_steps": {t: getattr(params.finetune, t).steps for t in FASHIONVIL_TASKS + KGFLIP_TASKS},
+            "evaluation_split": params.evaluation.split, "image": params.model.image.name,
+            "text": params.model.text.source}
+
+
+def markdown(result: dict) -> str:
+    cfg = result["config"]
+    lines = ["# Pre-training ablation (papers' form)", "",
+             f"Config: presets {cfg['presets']} {' '.join(cfg['overrides'])}; image encoder {cfg['image']}, text "
+             f"encoder {cfg['text']}; pre-training {cfg['pretrain_steps']} steps (batch {cfg['pretrain_batch_size']}); "
+             f"fine-tuning steps {cfg['finetune_steps']}; evaluated on the {cfg['evaluation_split']} split.", "",
+             "Columns: " + "; ".join(f"{k} = {v}" for k, v in result["protocols"].items()) + ".", ""]
+    for family, columns in (("fashionvil", FASHIONVIL_COLUMNS + ("Meta-sum",)), ("kgflip", KGFLIP_COLUMNS)):
+        rows = result["table"][family]
+        if not rows:
+            continue
+        lines += [f"## {'FashionViL' if family == 'fashionvil' else 'KG-FLIP'}", "",
+                  "| Pre-training tasks | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+        best = {c: max(r[c] for r in rows.values()) for c in columns}
+        for label, row in rows.items():
+            cells = [f"**{row[c]:.2f}**" if row[c] == best[c] and len(rows) > 1 else f"{row[c]:.2f}" for c in columns]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")] or ["tiny"]
+    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
+    parameters = AblationParameters(presets=presets, overrides=overrides)
+    params = parameters.load()
+    runner = ProcessPoolTaskRunner(max_workers=parameters.workers, initializer=share_cpu_threads,
+                                   initargs=(parameters.workers,))
+    out = ablation.with_options(task_runner=runner)(parameters)
+    print(Path(out["markdown"]).read_text())
+    print(f"MLflow run: {out['run_id']} (store {params.tracking_uri}); table: {out['markdown']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
