@@ -1,5 +1,6 @@
 """The evaluation report: one Markdown file with every task's headline numbers, protocols and details,
-and PNG plots (XMR recall@K, attribute precision–recall curves). Logged to MLflow as an artifact."""
+and PNG plots (recall@K of XMR — full gallery —, TGIR and OCIR; attribute precision–recall curves).
+Logged to MLflow as an artifact."""
 
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def _plot_recall_at_k(rows: list[dict], title: str, out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ks = [int(r["k"]) for r in rows]
-    for direction in ("ITR", "TIR"):
-        ax.plot(ks, [float(r[direction]) for r in rows], marker="o", label=direction)
+    for column in [c for c in rows[0] if c != "k"]:
+        ax.plot(ks, [float(r[column]) for r in rows], marker="o", label=column)
     ax.set(xscale="log", xlabel="K", ylabel="recall@K (%)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -74,11 +75,11 @@ def write_report(results: list[dict], plot_dirs: dict[str, Path], out: Path, tit
              "(R@10+R@50)/2; OCIR = mean of category-balanced R@10/30/50; CR/SCR = accuracy; "
              "attributes = average R@90P; captioning = BLEU-4.", "", *_headline_table(results), ""]
     for label, plots in plot_dirs.items():
-        curve = plots / "xmr_recall_at_k.csv"
-        if curve.is_file():
-            name = f"{label}_xmr_recall_at_k.png"
-            _plot_recall_at_k(_read_csv(curve), f"XMR full-gallery recall@K ({label})", out / name)
-            lines += [f"![XMR recall@K, {label}]({name})", ""]
+        for curve in sorted(plots.glob("*_recall_at_k.csv")):
+            task = curve.name.removesuffix("_recall_at_k.csv")
+            name = f"{label}_{curve.stem}.png"
+            _plot_recall_at_k(_read_csv(curve), f"{task.upper()} recall@K ({label})", out / name)
+            lines += [f"![{task} recall@K, {label}]({name})", ""]
         pr = plots / "attributes_pr.csv"
         if pr.is_file():
             name = f"{label}_attributes_pr.png"
