@@ -8,7 +8,8 @@
 
 Writes ``derived/ablation/ablation.md`` and ``ablation.json`` (the table, the config and the protocols),
 and logs the table to an MLflow parent run with one nested run per row (its stage runs nested below).
-Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pretrain.steps=200]``.
+Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pretrain.steps=200]
+[--only=fashionvil|kgflip] [--out=DIR]``.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class AblationParameters(BaseModel):
     kgflip_rows: list[str] = Field(default_factory=lambda: list(KGFLIP_ROWS))
     workers: int = Field(2, ge=1)
     catalog: str | None = None        # default: the DVC-pinned catalog of paths.catalog
+    out: str | None = None            # default: <paths.derived>/ablation
 
     def load(self, row_overrides: list[str] | None = None) -> Params:
         return load_params(self.params_file, self.presets, self.overrides + (row_overrides or []))
@@ -136,7 +138,7 @@ def ablation(parameters: AblationParameters = AblationParameters()) -> dict:
     logger = get_run_logger()
     params = parameters.load()
     tracking = Tracking.from_params(params)
-    root = params.derived_dir / "ablation"
+    root = Path(parameters.out) if parameters.out else params.derived_dir / "ablation"
     rows = _rows(parameters)
     catalog = parameters.catalog or str(data_stages.materialize(params).catalog)
     with tracking.run("ablation", tags={"pipeline": "ablation"}) as run_id:
@@ -144,7 +146,7 @@ def ablation(parameters: AblationParameters = AblationParameters()) -> dict:
                                      "pretrain.steps": params.pretrain.steps, "catalog": catalog}
                             | {f"finetune.{t}.steps": getattr(params.finetune, t).steps
                                for t in FASHIONVIL_TASKS + KGFLIP_TASKS})
-        labels = patch_labels(parameters, catalog)
+        labels = patch_labels(parameters, catalog) if parameters.fashionvil_rows else ""
         pending = []
         for family, label, overrides, tasks in rows:
             row_run = tracking.start_run(f"row: {label}", {"ablation.family": family, "ablation.row": label}, run_id)
@@ -220,7 +222,11 @@ def markdown(result: dict) -> str:
 def main(argv: list[str]) -> int:
     presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")] or ["tiny"]
     overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
-    parameters = AblationParameters(presets=presets, overrides=overrides)
+    only = [a.removeprefix("--only=") for a in argv if a.startswith("--only=")]
+    out = next((a.removeprefix("--out=") for a in argv if a.startswith("--out=")), None)
+    rows = {} if not only else {"fashionvil_rows": [] if "fashionvil" not in only else list(FASHIONVIL_ROWS),
+                                "kgflip_rows": [] if "kgflip" not in only else list(KGFLIP_ROWS)}
+    parameters = AblationParameters(presets=presets, overrides=overrides, out=out, **rows)
     params = parameters.load()
     runner = ProcessPoolTaskRunner(max_workers=parameters.workers, initializer=share_cpu_threads,
                                    initargs=(parameters.workers,))
