@@ -6,7 +6,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from fashionvlp.cli import app
-from fashionvlp.stages.evaluate import evaluate_xmr
+from fashionvlp.stages.evaluate import evaluate
 from fashionvlp.stages.pretrain import pretrain
 from fashionvlp.tracking.mlflow_tracking import Tracking
 from tests.conftest import tiny_params
@@ -22,7 +22,7 @@ def test_xmr_on_a_split_too_small_for_the_paper_protocol(tiny_catalog, tiny_patc
     assert not (tmp_path / "eval" / "xmr.json").exists()
 
     params = tiny_params(tmp_path, "pretrain.steps=1", "evaluation.allow_fallback=true")
-    result = evaluate_xmr(params, model_dir, tiny_catalog, out=tmp_path / "eval", tracking=Tracking.from_params(params))
+    result = evaluate(params, "xmr", model_dir, tiny_catalog, out=tmp_path / "eval", tracking=Tracking.from_params(params))
     assert "FALLBACK" in result["paper"]["protocol"] and result["full"]["protocol"].startswith("full gallery")
     assert set(result["paper"]) == {"ITR", "TIR", "protocol"} and set(result["paper"]["ITR"]) == {"R@1", "R@5", "R@10"}
     assert json.loads((tmp_path / "eval" / "xmr.json").read_text())["split"] == "test"

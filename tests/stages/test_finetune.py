@@ -85,7 +85,7 @@ def test_rerank_with_itm_reports_its_cost(tiny_catalog, pretrained, tmp_path):
                          "evaluation.paper_queries=10")
     result = evaluate(params, "xmr", pretrained, tiny_catalog, out=tmp_path)
     rerank = result["rerank"]
-    assert rerank["cost"]["fused_passes_per_query"] == 3 and rerank["cost"]["seconds"] > 0
+    assert rerank["cost"]["fused_passes_per_query"] == 3 and {"seconds", "ms_per_query"} <= set(rerank["cost"])
     # Re-ranking the top 3 only moves items inside it: R@K for K ≥ 3 is unchanged.
     for direction in ("ITR", "TIR"):
         assert rerank["itc+itm"][direction]["R@5"] == rerank["itc"][direction]["R@5"]

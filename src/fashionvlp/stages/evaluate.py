@@ -91,8 +91,3 @@ def evaluate(params: Params, task_name: str, model_dir: Path, catalog: Path | No
             log_evaluation(tracking, run_id, result, out, json_path)
     result["run_id"] = run_id
     return result
-
-
-def evaluate_xmr(params: Params, model_dir: Path, catalog: Path | None = None, out: Path | None = None,
-                 tracking=None, parent_run_id: str | None = None) -> dict:
-    return evaluate(params, "xmr", model_dir, catalog, out, tracking, parent_run_id)

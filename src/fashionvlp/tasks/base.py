@@ -8,8 +8,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
 from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import Catalog
+from fashionvlp.data.pretrain_dataset import ImageTransform
 from fashionvlp.data.schema import Product
 from fashionvlp.models.image_encoders import ModelInputError
 
@@ -92,6 +97,37 @@ def split_rows(rows: list, split: str, what: str, source: Path) -> list:
     if not chosen:
         raise ModelInputError(f"split {split!r} has no {what} in {source} (the task needs them)")
     return chosen
+
+
+class ProductRowsDataset(Dataset):
+    """Rows of a task table (FashionIQ triplets, outfits) whose images are their products' first views.
+    Randomness comes from (seed, epoch, index), as in pre-training, so resuming is exact."""
+
+    def __init__(self, data: TaskData, rows: list, products: dict[str, Product]):
+        self.data, self.rows, self.products, self.epoch = data, rows, products, 0
+        self.transform = ImageTransform(data.image_size, data.model.image_encoder.normalization)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.data.seed, self.epoch, index])
+
+    def pixels(self, product_id: str) -> torch.Tensor:
+        product = self.products[product_id]
+        return self.transform.to_tensor(self.transform.load(self.data.catalog.root / product.images[0].path))
+
+
+def check_references(rows: list, products: dict[str, Product], describe: Callable) -> None:
+    """``describe(row)`` → (record name, [(field, product id)]); a product the catalog lacks is an error."""
+    for row in rows:
+        record, references = describe(row)
+        for field_name, product_id in references:
+            if product_id not in products:
+                raise ModelInputError(f"{record}: field '{field_name}': product {product_id!r} is not in the catalog")
 
 
 def write_curve(path: Path, ks: tuple[int, ...], curves: dict[str, dict[int, float]]) -> None:

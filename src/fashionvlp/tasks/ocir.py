@@ -13,16 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from fashionvlp.data.pretrain_dataset import ImageTransform, label_maps
 from fashionvlp.data.schema import Outfit, Product
 from fashionvlp.evaluation.embed import image_embeddings
 from fashionvlp.evaluation.metrics import recall_at_k
-from fashionvlp.models.image_encoders import ModelInputError
 from fashionvlp.models.interface import masked_mean
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
-from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows, write_curve
+from fashionvlp.tasks.base import (DownstreamTask, ProductRowsDataset, TaskData, TaskEvaluation, check_references,
+                                  register_task, split_rows, write_curve)
 
 KS = (10, 30, 50)
 CURVE_KS = (1, 5, 10, 20, 30, 50, 100)
@@ -57,29 +56,17 @@ def blank_position(outfit: Outfit, rng: np.random.Generator) -> int:
     return int(rng.integers(len(outfit.product_ids)))
 
 
-class OutfitDataset(Dataset):
+class OutfitDataset(ProductRowsDataset):
     def __init__(self, data: TaskData, outfits: list[Outfit], products: dict[str, Product]):
-        self.data, self.outfits, self.products, self.epoch = data, outfits, products, 0
-        self.transform = ImageTransform(data.image_size, data.model.image_encoder.normalization)
+        super().__init__(data, outfits, products)
         self.categories = label_maps(data.catalog.schema)["category"]
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.outfits)
-
-    def _pixels(self, product_id: str) -> torch.Tensor:
-        product = self.products[product_id]
-        return self.transform.to_tensor(self.transform.load(self.data.catalog.root / product.images[0].path))
-
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.data.seed, self.epoch, index])
-        outfit = self.outfits[index]
-        blank = blank_position(outfit, rng)
+        outfit = self.rows[index]
+        blank = blank_position(outfit, self.rng(index))
         blank_id = outfit.product_ids[blank]
-        return {"index": index, "items": [self._pixels(i) for k, i in enumerate(outfit.product_ids) if k != blank],
-                "blank_pixels": self._pixels(blank_id),
+        return {"index": index, "items": [self.pixels(i) for k, i in enumerate(outfit.product_ids) if k != blank],
+                "blank_pixels": self.pixels(blank_id),
                 "blank_category": self.categories[self.products[blank_id].category]}
 
 
@@ -101,11 +88,8 @@ class OutfitCollator:
 def _outfits(catalog, split: str) -> tuple[list[Outfit], dict[str, Product]]:
     outfits = split_rows(list(catalog.iter_outfits()), split, "outfits", catalog.root / "outfits.parquet")
     products = {p.product_id: p for p in catalog.iter_products()}
-    for o in outfits:
-        for k, product_id in enumerate(o.product_ids):
-            if product_id not in products:
-                raise ModelInputError(f"outfit {o.outfit_id!r}: field 'product_ids[{k}]': product {product_id!r} "
-                                      "is not in the catalog")
+    check_references(outfits, products, lambda o: (f"outfit {o.outfit_id!r}", [
+        (f"product_ids[{k}]", product_id) for k, product_id in enumerate(o.product_ids)]))
     return outfits, products
 
 
@@ -135,7 +119,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
             by_category.setdefault(blank.category, []).append(blank)
     keys = {c: image_embeddings(model, ev.catalog, ps, ev.image_size) for c, ps in by_category.items()}
     positions = {c: {p.product_id: i for i, p in enumerate(ps)} for c, ps in by_category.items()}
-    ranks_by_category: dict[str, list[np.ndarray]] = {}
+    queries_by_category: dict[str, list[np.ndarray]] = {}
     for o, b in zip(outfits, blanks):
         blank = products[o.product_ids[b]]
         items = torch.stack([transform.to_tensor(transform.load(ev.catalog.root / products[i].images[0].path))
@@ -146,9 +130,9 @@ def evaluate(ev: TaskEvaluation) -> dict:
         scores = (query / np.linalg.norm(query)) @ (gallery / np.linalg.norm(gallery, axis=1, keepdims=True)).T
         relevant = np.zeros_like(scores, dtype=bool)
         relevant[0, positions[blank.category][blank.product_id]] = True
-        ranks_by_category.setdefault(blank.category, []).append((scores, relevant))
+        queries_by_category.setdefault(blank.category, []).append((scores, relevant))
     per_category, curves = {}, {}
-    for category, rows in sorted(ranks_by_category.items()):
+    for category, rows in sorted(queries_by_category.items()):
         curve = [recall_at_k(s, r, CURVE_KS) for s, r in rows]
         curves[category] = {k: float(np.mean([x[k] for x in curve])) for k in CURVE_KS}
         recalls = [recall_at_k(s, r, KS) for s, r in rows]

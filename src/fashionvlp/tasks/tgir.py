@@ -14,14 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from fashionvlp.data.pretrain_dataset import ImageTransform, _pad
 from fashionvlp.data.schema import Product, Triplet
 from fashionvlp.evaluation.embed import image_embeddings
 from fashionvlp.evaluation.metrics import recall_at_k
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
-from fashionvlp.tasks.base import DownstreamTask, TaskData, TaskEvaluation, register_task, split_rows, write_curve
+from fashionvlp.tasks.base import (DownstreamTask, ProductRowsDataset, TaskData, TaskEvaluation, check_references,
+                                  register_task, split_rows, write_curve)
 
 KS = (10, 50)
 CURVE_KS = (1, 5, 10, 20, 50, 100)
@@ -48,28 +48,13 @@ class ComposedRetrieval(Objective):
         return {"loss/tgir": loss, "acc/tgir": acc.detach()}
 
 
-class TripletDataset(Dataset):
-    def __init__(self, data: TaskData, triplets: list[Triplet], products: dict[str, Product]):
-        self.data, self.triplets, self.products, self.epoch = data, triplets, products, 0
-        self.transform = ImageTransform(data.image_size, data.model.image_encoder.normalization)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.triplets)
-
-    def _pixels(self, product_id: str) -> torch.Tensor:
-        product = self.products[product_id]
-        return self.transform.to_tensor(self.transform.load(self.data.catalog.root / product.images[0].path))
-
+class TripletDataset(ProductRowsDataset):
     def __getitem__(self, index: int) -> dict:
-        rng = np.random.default_rng([self.data.seed, self.epoch, index])
-        triplet = self.triplets[index]
-        text = modification_text(triplet.captions, swap=bool(rng.random() < 0.5))
+        triplet = self.rows[index]
+        text = modification_text(triplet.captions, swap=bool(self.rng(index).random() < 0.5))
         ids = self.data.model.tokenizer(text, truncation=True, max_length=self.data.max_length)["input_ids"]
-        return {"index": index, "input_ids": ids, "reference_pixels": self._pixels(triplet.reference_id),
-                "target_pixels": self._pixels(triplet.target_id)}
+        return {"index": index, "input_ids": ids, "reference_pixels": self.pixels(triplet.reference_id),
+                "target_pixels": self.pixels(triplet.target_id)}
 
 
 @dataclass
@@ -87,13 +72,8 @@ class TripletCollator:
 def _triplets(catalog, split: str) -> tuple[list[Triplet], dict[str, Product]]:
     triplets = split_rows(list(catalog.iter_triplets()), split, "FashionIQ triplets", catalog.root / "triplets.parquet")
     products = {p.product_id: p for p in catalog.iter_products()}
-    for t in triplets:
-        for field_name in ("reference_id", "target_id"):
-            if getattr(t, field_name) not in products:
-                from fashionvlp.models.image_encoders import ModelInputError
-
-                raise ModelInputError(f"triplet {t.triplet_id!r}: field '{field_name}': product "
-                                      f"{getattr(t, field_name)!r} is not in the catalog")
+    check_references(triplets, products, lambda t: (f"triplet {t.triplet_id!r}", [
+        ("reference_id", t.reference_id), ("target_id", t.target_id)]))
     return triplets, products
 
 
