@@ -119,7 +119,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
             by_category.setdefault(blank.category, []).append(blank)
     keys = {c: image_embeddings(model, ev.catalog, ps, ev.image_size) for c, ps in by_category.items()}
     positions = {c: {p.product_id: i for i, p in enumerate(ps)} for c, ps in by_category.items()}
-    queries_by_category: dict[str, list[np.ndarray]] = {}
+    queries_by_category: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for o, b in zip(outfits, blanks):
         blank = products[o.product_ids[b]]
         items = torch.stack([transform.to_tensor(transform.load(ev.catalog.root / products[i].images[0].path))
