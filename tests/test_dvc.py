@@ -74,6 +74,7 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
     for task in ("xmr", "classification", "tgir", "ocir", "attributes"):
         assert metrics[f"derived/finetune/fashionvil/{task}/metrics.json"]["data"]["task"] == task
     assert "FALLBACK" in metrics["derived/eval/fashionvil/xmr.json"]["data"]["paper"]["protocol"]
+    assert (repo / "derived" / "export" / "fashionvil" / "attributes.onnx").exists()
     plots = __import__("json").loads(_sh(dvc + ["plots", "show", "--json"], repo))["data"]
     for name in ("XMR recall@K, full gallery (fine-tuned)", "TGIR recall@K (mean over FashionIQ groups)",
                  "OCIR recall@K (category-balanced)", "SCR confusion matrix",

@@ -48,11 +48,13 @@ def _run(fn):
     from fashionvlp.data.catalog_io import CatalogError, CatalogNotFound
     from fashionvlp.data.versioning import DataVersionError
     from fashionvlp.evaluation.retrieval import ProtocolError
+    from fashionvlp.export.onnx_export import ParityError
     from fashionvlp.models.image_encoders import ModelInputError
 
     try:
         return fn()
-    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError, ModelInputError, ProtocolError) as exc:
+    except (CatalogError, CatalogNotFound, DataVersionError, FileExistsError, ModelInputError, ParityError,
+            ProtocolError) as exc:
         _fail(str(exc), 1)
     except RuntimeError as exc:
         if type(exc).__name__ == "ValidationFailed":
@@ -210,6 +212,25 @@ def finetune_cmd(task: Annotated[DownstreamTaskName, typer.Option(help=TASK_HELP
     typer.echo(f"{task.value} fine-tuned from {init_from} ({result.metrics['steps']} steps)")
     typer.echo("\n".join(format_result(result.metrics)))
     typer.echo(f"model: {result.model_dir}")
+
+
+@app.command("export")
+def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model dir (default: derived/finetune/<arch>/xmr/model).")] = None,
+               attributes: Annotated[Optional[Path], typer.Option(help="Attribute model dir (default: derived/finetune/<arch>/attributes/model).")] = None,
+               categories: Annotated[Optional[Path], typer.Option(help="Classification model dir (default: derived/finetune/<arch>/classification/model).")] = None,
+               tolerance: Annotated[float, typer.Option(help="Largest |PyTorch − ONNX Runtime| accepted per output.")] = 1e-4,
+               params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
+               catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
+               out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: derived/export/<arch>).")] = None) -> None:
+    """Export the fine-tuned models to one ONNX bundle (image, text, attributes, categories) with a parity check."""
+    from fashionvlp.stages.export import export
+
+    p = _params(params, preset, set_)
+    sources = {k: v for k, v in {"retrieval": retrieval, "attributes": attributes, "categories": categories}.items() if v}
+    result = _run(lambda: export(p, sources, catalog, out, tolerance))
+    typer.echo(f"ONNX bundle: {result.out}  (parity: max |PyTorch − ONNX Runtime| per output, tolerance {tolerance:g})")
+    for graph, outputs in result.parity.items():
+        typer.echo(f"  {graph}.onnx: " + ", ".join(f"{o} {d:.2e}" for o, d in outputs.items()))
 
 
 @convert_app.command("fashiongen")

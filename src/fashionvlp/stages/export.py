@@ -1,0 +1,130 @@
+"""Export stage: a model family → one ONNX bundle for serving.
+
+Graphs: ``image.onnx`` (global + patch embeddings) and ``text.onnx`` (global embedding) from the
+retrieval (XMR) model, ``attributes.onnx`` (per-attribute probabilities) from the attribute model and
+``categories.onnx`` (category and subcategory logits) from the classification model; each fine-tuned
+model keeps its own fused encoder, so its heads are exported with it. Beside them: the tokenizer,
+preprocessing, label maps, the attribute thresholds and the parity report. The bundle is built in a
+staging directory and swapped in only when every graph passes parity.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from fashionvlp.config import Params
+from fashionvlp.data.catalog_io import read_catalog
+
+ROLES = {"retrieval": "xmr", "attributes": "attributes", "categories": "classification"}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    out: Path
+    parity: dict[str, dict[str, float]]
+    tolerance: float
+
+
+def export_dir(params: Params) -> Path:
+    return params.derived_dir / "export" / params.model.arch
+
+
+def default_sources(params: Params) -> dict[str, Path]:
+    from fashionvlp.stages.finetune import finetune_dir
+
+    return {role: finetune_dir(params, task) / "model" for role, task in ROLES.items()}
+
+
+def _examples(model, catalog, split: str, image_size: int, max_length: int) -> list[dict]:
+    """Two batches of real products (3 and 2, different text lengths) for export and parity."""
+    from fashionvlp.evaluation.embed import product_batches
+
+    products = [p for p in catalog.iter_products() if p.split == split][:5]
+    batches = []
+    for chunk in (products[:3], products[3:5]):
+        _, pixels, enc = next(product_batches(model, catalog, chunk, image_size, max_length))
+        batches.append({"pixels": pixels, "input_ids": enc.input_ids, "attention_mask": enc.attention_mask})
+    return batches
+
+
+def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path | None = None,
+           out: Path | None = None, tolerance: float = 1e-4) -> ExportResult:
+    from fashionvlp.data.pretrain_dataset import attribute_vocabulary, label_maps
+    from fashionvlp.export.graphs import AttributeGraph, CategoryGraph, ImageGraph, TextGraph
+    from fashionvlp.export.onnx_export import ParityError, export_graph, parity
+    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.models.registry import load_pretrained
+    from fashionvlp.stages.evaluate import task_heads
+    from fashionvlp.tasks.attributes import THRESHOLDS_FILE
+    from fashionvlp.tasks.base import get_task
+
+    sources = {**default_sources(params), **(sources or {})}
+    missing = {role: str(d) for role, d in sources.items() if not (Path(d) / "model.json").is_file()}
+    if missing:
+        raise ModelInputError(f"export needs a saved model per role; missing: {missing} (fine-tune them first: "
+                              f"fashionvlp finetune --task …)")
+    cat = read_catalog(catalog or params.catalog_dir)
+    out = Path(out or export_dir(params))
+    staging = out.parent / f".{out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        graphs, sizes = {}, {}
+        for role, source in sources.items():
+            model = load_pretrained(Path(source), expect_arch=params.model.arch).eval()
+            cfg = model.model_config
+            sizes[role] = (cfg.image.image_size, cfg.text.max_length)
+            if role == "retrieval":
+                graphs["image"] = (ImageGraph(model), model)
+                graphs["text"] = (TextGraph(model), model)
+            else:
+                task = get_task(ROLES[role])
+                heads = task_heads(params, task, model, Path(source), cat)
+                graph_cls = AttributeGraph if role == "attributes" else CategoryGraph
+                graphs[role] = (graph_cls(model, heads[next(iter(task.objectives))]), model)
+        if len(set(sizes.values())) != 1:
+            raise ModelInputError(f"the models disagree on image size / text length: {sizes}")
+        image_size, max_length = sizes["retrieval"]
+        report: dict[str, dict[str, float]] = {}
+        manifest_graphs = {}
+        for name, (graph, model) in graphs.items():
+            batches = _examples(model, cat, params.evaluation.split, image_size, max_length)
+            path = export_graph(graph, batches[0], staging / f"{name}.onnx")
+            report[name] = parity(graph, path, batches)
+            manifest_graphs[name] = {"file": path.name, "inputs": list(graph.input_names),
+                                     "outputs": list(graph.output_names)}
+        failed = {g: {o: d for o, d in outs.items() if d > tolerance} for g, outs in report.items()}
+        failed = {g: o for g, o in failed.items() if o}
+        (staging / "parity.json").write_text(json.dumps({"tolerance": tolerance, "max_abs_diff": report}, indent=2))
+        if failed:
+            raise ParityError(f"ONNX Runtime differs from PyTorch by more than {tolerance}: {failed}; "
+                              f"nothing was written to {out}")
+        retrieval = Path(sources["retrieval"])
+        shutil.copytree(retrieval / "tokenizer", staging / "tokenizer")
+        normalization = graphs["image"][0].model.image_encoder.normalization
+        (staging / "preprocessing.json").write_text(json.dumps({
+            "image_size": image_size, "resize": "bicubic, to a square", "mean": list(normalization.mean),
+            "std": list(normalization.std), "channels": "RGB, [0,1] then normalised, NCHW float32",
+            "max_length": max_length, "text": "title + '. ' + description"}, indent=2))
+        maps = label_maps(cat.schema)
+        (staging / "labels.json").write_text(json.dumps({
+            "categories": list(maps["category"]), "subcategories": list(maps["subcategory"]),
+            "attributes": attribute_vocabulary(cat.schema)}, indent=2))
+        thresholds = Path(sources["attributes"]) / THRESHOLDS_FILE
+        if thresholds.is_file():
+            shutil.copy2(thresholds, staging / THRESHOLDS_FILE)
+        meta = json.loads((retrieval / "model.json").read_text())
+        (staging / "manifest.json").write_text(json.dumps({
+            "arch": params.model.arch, "graphs": manifest_graphs, "sources": {r: str(s) for r, s in sources.items()},
+            "pretrain_run_id": meta.get("pretrain_run_id"), "catalog_md5": meta.get("catalog_md5"),
+            "dynamic_axes": {"batch": "every input's axis 0", "seq": "input_ids / attention_mask axis 1"}}, indent=2))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(out, report, tolerance)
