@@ -219,6 +219,7 @@ def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model
                attributes: Annotated[Optional[Path], typer.Option(help="Attribute model dir (default: derived/finetune/<arch>/attributes/model).")] = None,
                categories: Annotated[Optional[Path], typer.Option(help="Classification model dir (default: derived/finetune/<arch>/classification/model).")] = None,
                tolerance: Annotated[float, typer.Option(help="Largest |PyTorch − ONNX Runtime| accepted per output.")] = 1e-4,
+               int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also write dynamic-int8 encoder graphs and measure their XMR cost on the evaluation split.")] = False,
                params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
                catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
                out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: derived/export/<arch>).")] = None) -> None:
@@ -227,10 +228,19 @@ def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model
 
     p = _params(params, preset, set_)
     sources = {k: v for k, v in {"retrieval": retrieval, "attributes": attributes, "categories": categories}.items() if v}
-    result = _run(lambda: export(p, sources, catalog, out, tolerance))
+    result = _run(lambda: export(p, sources, catalog, out, tolerance, int8))
     typer.echo(f"ONNX bundle: {result.out}  (parity: max |PyTorch − ONNX Runtime| per output, tolerance {tolerance:g})")
     for graph, outputs in result.parity.items():
         typer.echo(f"  {graph}.onnx: " + ", ".join(f"{o} {d:.2e}" for o, d in outputs.items()))
+    q = result.quantization
+    if q:
+        typer.echo(f"int8 (dynamic, ONNX Runtime) vs fp32, XMR on the {q['split']} split ({q['products']} products), "
+                   f"[{q['fp32']['protocol']}]:")
+        for label in ("fp32", "int8"):
+            typer.echo(f"  {label}: " + "  ".join(f"{d} " + "/".join(f"{v:.2f}" for v in q[label][d].values())
+                                                 for d in ("ITR", "TIR")) + "  (R@1/5/10)")
+        typer.echo("  R@1 lost: " + ", ".join(f"{d} {v:.2f}" for d, v in q["R@1_lost"].items())
+                   + "; sizes MB: " + ", ".join(f"{k} {v}" for k, v in q["size_mb"].items()))
 
 
 @convert_app.command("fashiongen")

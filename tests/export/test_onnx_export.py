@@ -60,3 +60,21 @@ def test_parity_failure_keeps_the_previous_bundle(fine_tuned, tiny_catalog):
         export(params, sources, tiny_catalog, out=out, tolerance=1e-12)
     assert (out / "manifest.json").read_text() == before
     assert not list(out.parent.glob(".kept.staging-*"))
+
+
+def test_int8_quantisation_and_its_measured_cost(fine_tuned, tiny_catalog):
+    params, sources, tmp = fine_tuned
+    if params.model.arch != "fashionvil":
+        pytest.skip("one architecture is enough for the quantisation path")
+    result = export(params, sources, tiny_catalog, out=tmp / "int8", int8=True)
+    q = json.loads((result.out / "quantization.json").read_text())
+    assert q == result.quantization and q["files"] == {"image": "image.int8.onnx", "text": "text.int8.onnx"}
+    assert "FALLBACK" in q["fp32"]["protocol"] and set(q["R@1_lost"]) == {"ITR", "TIR"}
+    assert q["size_mb"]["text.int8"] < q["size_mb"]["text.fp32"]
+    # fp32 through ONNX Runtime gives the PyTorch evaluation's numbers (embeddings equal within ~1e-6;
+    # a near-tie may still flip one of the ~50 queries, 2 points).
+    from fashionvlp.stages.evaluate import evaluate
+
+    torch_xmr = evaluate(params, "xmr", sources["retrieval"], tiny_catalog, out=tmp / "eval")
+    for direction in ("ITR", "TIR"):
+        assert q["fp32"][direction] == pytest.approx(torch_xmr["paper"][direction], abs=2.1)

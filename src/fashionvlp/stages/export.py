@@ -27,6 +27,7 @@ class ExportResult:
     out: Path
     parity: dict[str, dict[str, float]]
     tolerance: float
+    quantization: dict | None = None
 
 
 def export_dir(params: Params) -> Path:
@@ -52,7 +53,7 @@ def _examples(model, catalog, split: str, image_size: int, max_length: int) -> l
 
 
 def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path | None = None,
-           out: Path | None = None, tolerance: float = 1e-4) -> ExportResult:
+           out: Path | None = None, tolerance: float = 1e-4, int8: bool = False) -> ExportResult:
     from fashionvlp.data.pretrain_dataset import attribute_vocabulary, label_maps
     from fashionvlp.export.graphs import AttributeGraph, CategoryGraph, ImageGraph, TextGraph
     from fashionvlp.export.onnx_export import ParityError, export_graph, parity
@@ -122,9 +123,21 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
             "arch": params.model.arch, "graphs": manifest_graphs, "sources": {r: str(s) for r, s in sources.items()},
             "pretrain_run_id": meta.get("pretrain_run_id"), "catalog_md5": meta.get("catalog_md5"),
             "dynamic_axes": {"batch": "every input's axis 0", "seq": "input_ids / attention_mask axis 1"}}, indent=2))
+        quantization = None
+        if int8:
+            from fashionvlp.evaluation.retrieval import PaperProtocol
+            from fashionvlp.export.quantize import int8_accuracy_cost, quantize_bundle
+
+            ev = params.evaluation
+            files = quantize_bundle(staging)
+            products = [p for p in cat.iter_products() if p.split == ev.split]
+            quantization = {"files": files, "split": ev.split, "products": len(products),
+                            **int8_accuracy_cost(staging, cat, products, PaperProtocol(
+                                ev.paper_queries, ev.paper_negatives, ev.paper_repeats, ev.seed), ev.allow_fallback)}
+            (staging / "quantization.json").write_text(json.dumps(quantization, indent=2))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(out, report, tolerance)
+    return ExportResult(out, report, tolerance, quantization)
