@@ -220,6 +220,7 @@ def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model
                categories: Annotated[Optional[Path], typer.Option(help="Classification model dir (default: derived/finetune/<arch>/classification/model).")] = None,
                tolerance: Annotated[float, typer.Option(help="Largest |PyTorch − ONNX Runtime| accepted per output.")] = 1e-4,
                int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also write dynamic-int8 encoder graphs and measure their XMR cost on the evaluation split.")] = False,
+               register: Annotated[bool, typer.Option("--register/--no-register", help="Register the bundle in MLflow as a new version with the alias challenger.")] = False,
                params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
                catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
                out: Annotated[Optional[Path], typer.Option(help="Bundle directory (default: derived/export/<arch>).")] = None) -> None:
@@ -232,6 +233,12 @@ def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model
     typer.echo(f"ONNX bundle: {result.out}  (parity: max |PyTorch − ONNX Runtime| per output, tolerance {tolerance:g})")
     for graph, outputs in result.parity.items():
         typer.echo(f"  {graph}.onnx: " + ", ".join(f"{o} {d:.2e}" for o, d in outputs.items()))
+    if register:
+        from fashionvlp.stages.export import register as register_stage
+
+        r = _run(lambda: register_stage(p, result, sources))
+        typer.echo(f"registered {r['name']} version {r['version']} (alias challenger); metrics: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in r["metrics"].items()))
     q = result.quantization
     if q:
         typer.echo(f"int8 (dynamic, ONNX Runtime) vs fp32, XMR on the {q['split']} split ({q['products']} products), "
@@ -241,6 +248,58 @@ def export_cmd(retrieval: Annotated[Optional[Path], typer.Option(help="XMR model
                                                  for d in ("ITR", "TIR")) + "  (R@1/5/10)")
         typer.echo("  R@1 lost: " + ", ".join(f"{d} {v:.2f}" for d, v in q["R@1_lost"].items())
                    + "; sizes MB: " + ", ".join(f"{k} {v}" for k, v in q["size_mb"].items()))
+
+
+production_app = typer.Typer(help="The production alias: set it (explicitly) or roll it back.")
+app.add_typer(production_app, name="production")
+
+
+def _registry(params: Path, preset, set_):
+    from fashionvlp.tracking.mlflow_tracking import Tracking
+
+    p = _params(params, preset, set_)
+    return p, Tracking.from_params(p).client, p.registry.model_name(p.model.arch)
+
+
+@app.command("promote")
+def promote_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
+    """The gate: move champion to challenger only if it is better by every registry.margins entry."""
+    from fashionvlp.tracking.registry import RegistryError, promotion_gate
+
+    p, client, name = _registry(params, preset, set_)
+    try:
+        gate = promotion_gate(client, name, p.registry.margins)
+    except RegistryError as exc:
+        _fail(str(exc), 1)
+    typer.echo(f"{name}: challenger v{gate['challenger']} {'PROMOTED' if gate['promoted'] else 'not promoted'} "
+               f"({gate['reason']}); champion is v{gate['champion']}")
+    for metric, c in gate["comparison"].items():
+        typer.echo(f"  {metric}: challenger {c['challenger']:.2f} vs champion {c['champion']:.2f} "
+                   f"(margin {c['margin']:g}) {'ok' if c['passed'] else 'FAILED'}")
+
+
+@production_app.command("set")
+def production_set_cmd(version: Annotated[Optional[str], typer.Option(help="Version (default: the champion).")] = None,
+                       params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
+    from fashionvlp.tracking.registry import RegistryError, set_production
+
+    _, client, name = _registry(params, preset, set_)
+    try:
+        typer.echo(f"{name}: production → v{set_production(client, name, version)}")
+    except RegistryError as exc:
+        _fail(str(exc), 1)
+
+
+@production_app.command("rollback")
+def production_rollback_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None,
+                            set_: SetOpt = None) -> None:
+    from fashionvlp.tracking.registry import RegistryError, rollback_production
+
+    _, client, name = _registry(params, preset, set_)
+    try:
+        typer.echo(f"{name}: production rolled back → v{rollback_production(client, name)}")
+    except RegistryError as exc:
+        _fail(str(exc), 1)
 
 
 @convert_app.command("fashiongen")

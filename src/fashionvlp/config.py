@@ -233,6 +233,18 @@ class TrackingConfig(StrictModel):
     experiment: str = "fashionvlp"
 
 
+class RegistryConfig(StrictModel):
+    # Registered model name; {arch} is replaced by model.arch.
+    name: str = "fashionvlp-{arch}"
+    # The promotion gate: the challenger must beat the champion by at least these margins (points).
+    margins: dict[str, float] = Field(default_factory=lambda: {"xmr.ITR": 0.0, "xmr.TIR": 0.0,
+                                                               "classification.SCR": 0.0,
+                                                               "attributes.ATTR_R_at_90P": 0.0})
+
+    def model_name(self, arch: str) -> str:
+        return self.name.format(arch=arch)
+
+
 class Params(StrictModel):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -243,6 +255,7 @@ class Params(StrictModel):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
     # Directory that relative paths are resolved against: the one holding params.yaml.
     root: Path = Path(".")
 

@@ -8,22 +8,6 @@ import pytest
 
 from fashionvlp.export.onnx_export import ParityError, session
 from fashionvlp.stages.export import export
-from fashionvlp.stages.finetune import finetune
-from fashionvlp.stages.pretrain import pretrain
-from tests.conftest import KGFLIP, tiny_params
-
-ARCH = {"fashionvil": [], "kgflip": KGFLIP}
-
-
-@pytest.fixture(scope="module", params=list(ARCH))
-def fine_tuned(request, tiny_catalog, tiny_patch_labels, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp(request.param)
-    params = tiny_params(tmp, *ARCH[request.param], "pretrain.steps=2", "evaluation.allow_fallback=true")
-    model_dir = pretrain(params, tiny_catalog, tiny_patch_labels).model_dir
-    sources = {role: finetune(params, task, model_dir, tiny_catalog).model_dir
-               for role, task in {"retrieval": "xmr", "attributes": "attributes", "categories": "classification"}.items()}
-    return params, sources, tmp
-
 
 def test_export_bundle_parity_and_dynamic_axes(fine_tuned, tiny_catalog):
     params, sources, tmp = fine_tuned

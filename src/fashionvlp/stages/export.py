@@ -141,3 +141,39 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(out, report, tolerance, quantization)
+
+
+def bundle_metrics(sources: dict[str, Path]) -> dict[str, float]:
+    """The headline numbers of the fine-tuned models the bundle came from (``<task>.<column>``)."""
+    out = {}
+    for role, source in sources.items():
+        metrics = Path(source).parent / "metrics.json"
+        if metrics.is_file():
+            result = json.loads(metrics.read_text())
+            out |= {f"{result['task']}.{k}": float(v) for k, v in result.get("headline", {}).items()}
+    return out
+
+
+def register(params: Params, result: ExportResult, sources: dict[str, Path] | None = None, tracking=None,
+             parent_run_id: str | None = None) -> dict:
+    """Registers the bundle as a new version (alias ``challenger``) with metrics, lineage and a model card."""
+    from fashionvlp.data.versioning import data_version, dvc_file_for
+    from fashionvlp.tracking.mlflow_tracking import Tracking
+    from fashionvlp.tracking.registry import register_bundle
+
+    sources = {**default_sources(params), **(sources or {})}
+    tracking = tracking or Tracking.from_params(params)
+    version = data_version(params.root, dvc_file_for(params.catalog_dir))
+    pretrained = json.loads((Path(sources["retrieval"]) / "model.json").read_text()).get("finetuned_from")
+    pre_meta = Path(pretrained) / "model.json" if pretrained else None
+    lineage = {"git_sha": version.git_sha, "data_dvc_md5": version.dvc_md5, "arch": params.model.arch,
+               "pretrain_run_id": json.loads(pre_meta.read_text()).get("pretrain_run_id") if pre_meta and
+               pre_meta.is_file() else None, "bundle": str(result.out)}
+    metrics = bundle_metrics(sources)
+    name = params.registry.model_name(params.model.arch)
+    with tracking.run(f"export-{params.model.arch}", {"stage": "export"}, parent_run_id) as run_id:
+        tracking.log_metrics(run_id, {f"parity.{g}.{o}": d for g, outs in result.parity.items() for o, d in outs.items()})
+        tracking.log_artifact(run_id, result.out / "parity.json", "export")
+        registered = register_bundle(tracking.client, run_id, result.out, name, metrics,
+                                     {k: str(v) for k, v in lineage.items()})
+    return {"name": name, "version": registered, "run_id": run_id, "metrics": metrics, "lineage": lineage}
