@@ -42,14 +42,18 @@ class TextGraph(nn.Module):
         return self.model.encode_text(input_ids, attention_mask).global_
 
 
-class AttributeGraph(nn.Module):
-    """pixels, input_ids, attention_mask → one probability vector per attribute (schema order)."""
+class FusedHeadGraph(nn.Module):
+    """pixels, input_ids, attention_mask → a task head's outputs on the fused features."""
 
     input_names = ("pixels", "input_ids", "attention_mask")
 
     def __init__(self, model, head):
         super().__init__()
         self.model, self.head = model, head
+
+
+class AttributeGraph(FusedHeadGraph):
+    """→ one probability vector per attribute (schema order)."""
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -60,14 +64,8 @@ class AttributeGraph(nn.Module):
         return tuple(torch.softmax(logits[name], -1) for name in self.head.names)
 
 
-class CategoryGraph(nn.Module):
-    """pixels, input_ids, attention_mask → category logits [B,C], subcategory logits [B,S]."""
-
-    input_names = ("pixels", "input_ids", "attention_mask")
-
-    def __init__(self, model, head):
-        super().__init__()
-        self.model, self.head = model, head
+class CategoryGraph(FusedHeadGraph):
+    """→ category logits [B,C], subcategory logits [B,S]."""
 
     @property
     def output_names(self) -> tuple[str, ...]:
