@@ -264,13 +264,10 @@ def _registry(params: Path, preset, set_):
 @app.command("promote")
 def promote_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
     """The gate: move champion to challenger only if it is better by every registry.margins entry."""
-    from fashionvlp.tracking.registry import RegistryError, promotion_gate
+    from fashionvlp.tracking.registry import promotion_gate
 
     p, client, name = _registry(params, preset, set_)
-    try:
-        gate = promotion_gate(client, name, p.registry.margins)
-    except RegistryError as exc:
-        _fail(str(exc), 1)
+    gate = _run(lambda: promotion_gate(client, name, p.registry.margins))
     typer.echo(f"{name}: challenger v{gate['challenger']} {'PROMOTED' if gate['promoted'] else 'not promoted'} "
                f"({gate['reason']}); champion is v{gate['champion']}")
     for metric, c in gate["comparison"].items():
@@ -281,25 +278,19 @@ def promote_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = Non
 @production_app.command("set")
 def production_set_cmd(version: Annotated[Optional[str], typer.Option(help="Version (default: the champion).")] = None,
                        params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
-    from fashionvlp.tracking.registry import RegistryError, set_production
+    from fashionvlp.tracking.registry import set_production
 
     _, client, name = _registry(params, preset, set_)
-    try:
-        typer.echo(f"{name}: production → v{set_production(client, name, version)}")
-    except RegistryError as exc:
-        _fail(str(exc), 1)
+    typer.echo(f"{name}: production → v{_run(lambda: set_production(client, name, version))}")
 
 
 @production_app.command("rollback")
 def production_rollback_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None,
                             set_: SetOpt = None) -> None:
-    from fashionvlp.tracking.registry import RegistryError, rollback_production
+    from fashionvlp.tracking.registry import rollback_production
 
     _, client, name = _registry(params, preset, set_)
-    try:
-        typer.echo(f"{name}: production rolled back → v{rollback_production(client, name)}")
-    except RegistryError as exc:
-        _fail(str(exc), 1)
+    typer.echo(f"{name}: production rolled back → v{_run(lambda: rollback_production(client, name))}")
 
 
 @convert_app.command("fashiongen")

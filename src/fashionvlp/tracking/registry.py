@@ -16,6 +16,8 @@ import mlflow.pyfunc
 import numpy as np
 from mlflow.tracking import MlflowClient
 
+from fashionvlp.models.image_encoders import ModelInputError
+
 CHALLENGER, CHAMPION, PRODUCTION = "challenger", "champion", "production"
 HISTORY_TAG = "production.history"
 
@@ -25,8 +27,9 @@ def metric_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-class RegistryError(ValueError):
-    """A registry request that cannot be met (no such alias or version, nothing to roll back to)."""
+class RegistryError(ModelInputError):
+    """A registry request that cannot be met (no such alias or version, nothing to roll back to); the CLI
+    reports it like any other bad input."""
 
 
 class OnnxBundleModel(mlflow.pyfunc.PythonModel):
