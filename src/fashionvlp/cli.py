@@ -293,6 +293,29 @@ def production_rollback_cmd(params: ParamsOpt = Path("params.yaml"), preset: Pre
     typer.echo(f"{name}: production rolled back → v{_run(lambda: rollback_production(client, name))}")
 
 
+@app.command("serve")
+def serve_cmd(config: Annotated[Path, typer.Option(help="Serving configuration (YAML).")] = Path("deploy/serving.yaml"),
+              model: Annotated[Optional[str], typer.Option(help="models:/<name>@<alias>, models:/<name>/<version> or a bundle directory (default: the config's).")] = None,
+              host: Annotated[Optional[str], typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+              port: Annotated[Optional[int], typer.Option(help="Port (default: the config's).")] = None,
+              set_: SetOpt = None) -> None:
+    """Serve an exported bundle over HTTP: embeddings, text→image search, attributes, categories (ONNX Runtime)."""
+    from fashionvlp.serving.app import serve
+    from fashionvlp.serving.bundle import BundleError
+    from fashionvlp.serving.config import load_serving_config
+
+    overrides = list(set_ or []) + [f"{k}={v}" for k, v in {"model": model, "host": host, "port": port}.items()
+                                     if v is not None]
+    try:
+        cfg = load_serving_config(config, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        serve(cfg)
+    except BundleError as exc:
+        _fail(str(exc), 1)
+
+
 @convert_app.command("fashiongen")
 def convert_fashiongen_cmd(out: Annotated[Path, typer.Option(help="Catalog directory to write.")],
                            train: Annotated[Optional[Path], typer.Option(help="fashiongen_256_256_train.h5")] = None,

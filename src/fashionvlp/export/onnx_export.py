@@ -36,11 +36,9 @@ def export_graph(graph: torch.nn.Module, example: dict[str, torch.Tensor], path:
 
 
 def session(path: Path, providers: list[str] | None = None):
-    import onnxruntime as ort
+    from fashionvlp.serving.bundle import open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+    return open_session(path, providers)
 
 
 @torch.no_grad()

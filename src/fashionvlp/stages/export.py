@@ -114,7 +114,8 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
         maps = label_maps(cat.schema)
         (staging / "labels.json").write_text(json.dumps({
             "categories": list(maps["category"]), "subcategories": list(maps["subcategory"]),
-            "attributes": attribute_vocabulary(cat.schema)}, indent=2))
+            "attributes": attribute_vocabulary(cat.schema),
+            "attributes_by_category": {c: cat.schema.attributes_for(c) for c in cat.schema.categories}}, indent=2))
         thresholds = Path(sources["attributes"]) / THRESHOLDS_FILE
         if thresholds.is_file():
             shutil.copy2(thresholds, staging / THRESHOLDS_FILE)

@@ -1,0 +1,1 @@
+"""Online serving of an exported bundle: FastAPI + ONNX Runtime (no torch at run time)."""

@@ -1,0 +1,199 @@
+"""An exported ONNX bundle at run time: ONNX Runtime sessions on the preferred provider, the bundled
+tokenizer and image preprocessing, label maps and attribute thresholds.
+
+Nothing here imports torch, so a serving image needs only ONNX Runtime, tokenizers and Pillow. The
+preprocessing repeats the training transform (RGB, bicubic resize to a square, [0,1], normalise);
+``tests/serving`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+log = logging.getLogger("fashionvlp.serving")
+
+GRAPHS = ("image", "text", "attributes", "categories")
+
+
+class BundleError(ValueError):
+    """A bundle directory that is missing files or does not fit together."""
+
+
+class InputError(ValueError):
+    """A request item that cannot be used; ``field`` names it (``images[2]``, ``text``)."""
+
+    def __init__(self, field_name: str, message: str, status: int = 422):
+        super().__init__(f"{field_name}: {message}")
+        self.field, self.message, self.status = field_name, message, status
+
+
+@functools.cache
+def cuda_driver() -> str | None:
+    """Why CUDA cannot run here, or None. onnxruntime-gpu lists CUDA as available on any machine and, without
+    a driver, prints a library error per session before falling back; asking only when a driver exists
+    keeps the log to our one warning."""
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError as exc:
+        return f"no CUDA driver ({exc})"
+    return None
+
+
+def open_session(path: Path, providers: list[str] | None = None, intra_op_threads: int = 0):
+    """An ONNX Runtime session on the first usable provider of ``providers`` (default CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if intra_op_threads:
+        options.intra_op_num_threads = intra_op_threads
+    available = set(ort.get_available_providers())
+    if cuda_driver() is not None:
+        available -= {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+    wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in available] or ["CPUExecutionProvider"]
+    return ort.InferenceSession(str(path), options, providers=wanted)
+
+
+def find_bundle(root: Path) -> Path:
+    """The bundle inside ``root``: itself, or the ``manifest.json`` folder of a downloaded registry version."""
+    root = Path(root)
+    if (root / "manifest.json").is_file():
+        return root
+    found = sorted(p.parent for p in root.rglob("manifest.json") if (p.parent / "text.onnx").is_file())
+    if not found:
+        raise BundleError(f"{root} holds no exported bundle (no manifest.json beside text.onnx); "
+                          f"create one with `fashionvlp export`")
+    return found[0]
+
+
+@dataclass
+class Bundle:
+    path: Path
+    providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
+    intra_op_threads: int = 0
+
+    def __post_init__(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.path = find_bundle(self.path)
+        missing = [f for f in ("manifest.json", "preprocessing.json", "labels.json", "tokenizer")
+                   if not (self.path / f).exists()]
+        if missing:
+            raise BundleError(f"bundle {self.path} is missing {missing}")
+        self.manifest = json.loads((self.path / "manifest.json").read_text())
+        self.preprocessing = json.loads((self.path / "preprocessing.json").read_text())
+        self.labels = json.loads((self.path / "labels.json").read_text())
+        thresholds = self.path / "attribute_thresholds.json"
+        self.thresholds = json.loads(thresholds.read_text())["thresholds"] if thresholds.is_file() else {}
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"))
+        self.sessions = {name: open_session(self.path / spec["file"], self.providers, self.intra_op_threads)
+                         for name, spec in self.manifest["graphs"].items()}
+        self.active_provider = self.sessions["text"].get_providers()[0]
+        self.fallback_reason = None
+        if self.providers and self.providers[0] != self.active_provider:
+            self.fallback_reason = (cuda_driver() if self.providers[0] == "CUDAExecutionProvider" else None) \
+                or f"{self.providers[0]} failed to start in ONNX Runtime"
+        self.image_size = int(self.preprocessing["image_size"])
+        self.mean = np.array(self.preprocessing["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.array(self.preprocessing["std"], dtype=np.float32).reshape(3, 1, 1)
+        self.max_length = int(self.preprocessing["max_length"])
+        if self.providers and self.providers[0] != self.active_provider:
+            # ONNX Runtime falls back to CPU without saying so; say it.
+            log.warning("CPU FALLBACK: ONNX Runtime runs this bundle on %s, not the preferred %s (%s); "
+                        "expect CPU latency (bundle %s)", self.active_provider, self.providers[0],
+                        self.fallback_reason, self.path)
+        else:
+            log.info("ONNX Runtime provider: %s (bundle %s)", self.active_provider, self.path)
+
+    @property
+    def arch(self) -> str:
+        return self.manifest.get("arch", "?")
+
+    # --- inputs -----------------------------------------------------------------------------------
+    def decode_image(self, data: bytes, field_name: str, max_pixels: int) -> Image.Image:
+        try:
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+                if width * height > max_pixels:
+                    raise InputError(field_name, f"image is {width}×{height} = {width * height} pixels, over the "
+                                                 f"limit of {max_pixels}", 413)
+                image = probe.convert("RGB")
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(field_name, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+        return image
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """[3,S,S] float32, the training transform."""
+        resized = image.resize((self.image_size, self.image_size), Image.Resampling.BICUBIC)
+        array = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
+        return ((array - self.mean) / self.std).astype(np.float32)
+
+    def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}
+
+    # --- graphs (one batch each) ------------------------------------------------------------------
+    def embed_images(self, pixels: list[np.ndarray]) -> np.ndarray:
+        return self.sessions["image"].run(["image_embedding"], {"pixels": np.stack(pixels)})[0]
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return self.sessions["text"].run(["text_embedding"], self.tokenize(texts))[0]
+
+    def _fused(self, graph: str, items: list[tuple[np.ndarray, str]]) -> list[np.ndarray]:
+        if graph not in self.sessions:
+            raise BundleError(f"bundle {self.path} has no {graph} graph")
+        session = self.sessions[graph]
+        inputs = {"pixels": np.stack([p for p, _ in items]), **self.tokenize([t for _, t in items])}
+        return session.run([o.name for o in session.get_outputs()], inputs)
+
+    def attribute_probabilities(self, items: list[tuple[np.ndarray, str]]) -> list[dict[str, np.ndarray]]:
+        """Per item: attribute → probabilities over its values (schema order)."""
+        names = list(self.labels["attributes"])
+        outputs = self._fused("attributes", items)
+        return [{name: outputs[a][i] for a, name in enumerate(names)} for i in range(len(items))]
+
+    def category_logits(self, items: list[tuple[np.ndarray, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        categories, subcategories = self._fused("categories", items)
+        return list(zip(categories, subcategories))
+
+    # --- decisions --------------------------------------------------------------------------------
+    def applicable_attributes(self, category: str | None) -> list[str]:
+        by_category = self.labels.get("attributes_by_category") or {}
+        if category is None or category not in by_category:
+            return list(self.labels["attributes"])
+        return list(by_category[category])
+
+    def attribute_decisions(self, probabilities: dict[str, np.ndarray], category: str | None) -> list[dict]:
+        """Each applicable attribute's top value, its confidence and the saved 90%-precision threshold:
+        ``accepted`` when the confidence clears it (no threshold saved: never accepted)."""
+        out = []
+        for name in self.applicable_attributes(category):
+            probs = probabilities[name]
+            best = int(np.argmax(probs))
+            threshold = float(self.thresholds.get(name, float("inf")))
+            confidence = float(probs[best])
+            out.append({"attribute": name, "value": self.labels["attributes"][name][best],
+                        "confidence": confidence, "threshold": threshold if np.isfinite(threshold) else None,
+                        "accepted": bool(confidence >= threshold)})
+        return out
+
+    def category_decision(self, logits: tuple[np.ndarray, np.ndarray]) -> dict:
+        out = {}
+        for key, names, row in (("category", self.labels["categories"], logits[0]),
+                                ("subcategory", self.labels["subcategories"], logits[1])):
+            probs = np.exp(row - row.max())
+            probs /= probs.sum()
+            best = int(np.argmax(probs))
+            out[key] = {"value": names[best], "probability": float(probs[best])}
+        return out
