@@ -69,3 +69,32 @@ def tiny_patch_labels(tiny_catalog, tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("labels")
     return train_vqvae(tiny_params(tmp), tiny_catalog).labels_dir
+
+
+EXPORT_ARCHS = {"fashionvil": [], "kgflip": KGFLIP}
+_FINE_TUNED: dict = {}
+
+
+def fine_tune_for_export(arch, tiny_catalog, tiny_patch_labels, tmp_path_factory):
+    """Pre-trained (2 steps) and fine-tuned (3 steps) XMR, attribute and classification models, once per arch."""
+    from fashionvlp.stages.finetune import finetune
+    from fashionvlp.stages.pretrain import pretrain
+
+    if arch not in _FINE_TUNED:
+        tmp = tmp_path_factory.mktemp(arch)
+        params = tiny_params(tmp, *EXPORT_ARCHS[arch], "pretrain.steps=2", "evaluation.allow_fallback=true")
+        model_dir = pretrain(params, tiny_catalog, tiny_patch_labels).model_dir
+        sources = {role: finetune(params, task, model_dir, tiny_catalog).model_dir
+                   for role, task in {"retrieval": "xmr", "attributes": "attributes",
+                                      "categories": "classification"}.items()}
+        _FINE_TUNED[arch] = (params, sources, tmp)
+    return _FINE_TUNED[arch]
+
+
+@pytest.fixture(scope="session")
+def fashionvil_bundle(tiny_catalog, tiny_patch_labels, tmp_path_factory):
+    """A FashionViL ONNX bundle of the tiny fine-tuned models: (params, bundle dir)."""
+    from fashionvlp.stages.export import export
+
+    params, sources, tmp = fine_tune_for_export("fashionvil", tiny_catalog, tiny_patch_labels, tmp_path_factory)
+    return params, export(params, sources, tiny_catalog, out=tmp / "registry-bundle").out

@@ -228,7 +228,8 @@ async def _pixels(model: ServedModel, data: str, field_name: str, max_pixels: in
 
 
 class BodyLimit:
-    """Rejects a body over ``limit`` bytes with 413, by Content-Length or while it streams in."""
+    """Rejects a body over ``limit`` bytes with 413: by Content-Length, or while a chunked body streams in
+    (it is buffered up to the limit, then replayed to the app)."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -238,22 +239,27 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._reject(scope, receive, send, int(length))
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+            return await self._reject(scope, receive, send, f"{int(length)} bytes")
+        messages, seen = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise InputError("body", f"request body over the limit of {self.limit} bytes", 413)
-            return message
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                return await self._reject(scope, receive, send, f"over {self.limit} bytes so far")
+            if not message.get("more_body", False):
+                break
+        replay = iter(messages)
 
-        return await self.app(scope, limited_receive, send)
+        async def replayed():
+            return next(replay, None) or await receive()
 
-    async def _reject(self, scope, receive, send, size: int):
-        response = JSONResponse({"detail": {"field": "body", "error": f"request body of {size} bytes, over the "
+        return await self.app(scope, replayed, send)
+
+    async def _reject(self, scope, receive, send, size: str):
+        response = JSONResponse({"detail": {"field": "body", "error": f"request body of {size}, over the "
                                                                       f"limit of {self.limit} bytes"}}, 413)
         await response(scope, receive, send)
 

@@ -1,0 +1,207 @@
+"""Serving over real HTTP on loopback: a `fashionvlp serve` process loading models:/<name>@production from a
+temporary sqlite registry, good and bad inputs, micro-batching, and the alias moving while under load."""
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from tests.serving.conftest import MODEL_NAME, catalog_image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def post(url, path, payload, **kw):
+    return httpx.post(f"{url}{path}", json=payload, timeout=60, **kw)
+
+
+def test_ready_reports_provider_model_and_index(server, tiny_catalog):
+    url, log, _, versions = server
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready["ready"] and ready["model"]["version"] == versions[0]
+    assert ready["model"]["uri"] == f"models:/{MODEL_NAME}@production"
+    assert ready["provider"] == "CPUExecutionProvider"  # CI has no GPU: the fallback must be said, not silent
+    assert ready["requested_providers"][0] == "CUDAExecutionProvider" and ready["cpu_fallback"]
+    assert "CUDA" in ready["fallback_reason"] or "driver" in ready["fallback_reason"]
+    assert "CPU FALLBACK" in log.read_text()
+    assert ready["index"]["products"] == 140 and ready["hot_reload"]
+    assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+
+
+def test_embeddings_search_attributes_categories(server, tiny_catalog, fashionvil_bundle):
+    from fashionvlp.serving.bundle import Bundle
+
+    url, *_ = server
+    bundle = Bundle(fashionvil_bundle[1])
+    texts = ["red midi dress with long sleeves", "black leather ankle boots"]
+    got = post(url, "/v1/embed/text", {"texts": texts}).json()
+    np.testing.assert_allclose(np.array(got["embeddings"]), bundle.embed_texts(texts), atol=1e-5)
+
+    product_id, raw = catalog_image(tiny_catalog, 3)
+    image = post(url, "/v1/embed/image", {"images": [base64.b64encode(raw).decode()]}).json()
+    expected = bundle.embed_images([bundle.pixels(Image.open(io.BytesIO(raw)).convert("RGB"))])
+    np.testing.assert_allclose(np.array(image["embeddings"]), expected, atol=1e-5)
+
+    results = post(url, "/v1/search", {"text": "red dress", "k": 5}).json()["results"]
+    assert len(results) == 5 and all({"product_id", "score", "title", "category"} <= set(r) for r in results)
+    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+
+    request = {"image": base64.b64encode(raw).decode(), "text": "a red cotton dress"}
+    attrs = post(url, "/v1/attributes", request).json()
+    thresholds = json.loads((fashionvil_bundle[1] / "attribute_thresholds.json").read_text())["thresholds"]
+    assert attrs["category"]["source"] == "predicted" and attrs["predictions"]
+    for p in attrs["predictions"]:
+        saved = thresholds.get(p["attribute"])
+        assert p["accepted"] == (saved is not None and np.isfinite(saved) and p["confidence"] >= saved)
+        assert (p["attribute"] in attrs["attributes"]) == p["accepted"]
+    given = post(url, "/v1/attributes", {**request, "category": "SHOES"}).json()
+    labels = json.loads((fashionvil_bundle[1] / "labels.json").read_text())
+    assert {p["attribute"] for p in given["predictions"]} == set(labels["attributes_by_category"]["SHOES"])
+
+    category = post(url, "/v1/categorize", request).json()
+    assert category["category"]["value"] in labels["categories"]
+    assert category["subcategory"]["value"] in labels["subcategories"]
+
+
+def test_bad_inputs_get_a_clear_4xx(server, tiny_catalog):
+    url, *_ = server
+    _, raw = catalog_image(tiny_catalog)
+    good = base64.b64encode(raw).decode()
+    not_image = base64.b64encode(b"this is not an image").decode()
+    big = io.BytesIO()
+    Image.new("RGB", (600, 600), "red").save(big, "PNG")      # 360k pixels > the 512×512 limit
+    cases = [
+        ("/v1/embed/image", {"images": [good, not_image]}, 422, "images[1]", "not a readable image"),
+        ("/v1/embed/image", {"images": ["%%%"]}, 422, "images[0]", "not base64"),
+        ("/v1/embed/image", {"images": [base64.b64encode(big.getvalue()).decode()]}, 413, "images[0]", "pixels"),
+        ("/v1/embed/text", {"texts": ["ok", "   "]}, 422, "texts[1]", "empty text"),
+        ("/v1/embed/text", {"texts": []}, 422, "texts", "empty list"),
+        ("/v1/embed/text", {"texts": ["x"] * 9}, 413, "texts", "over the limit of 8"),
+        ("/v1/embed/text", {"texts": ["x" * 501]}, 413, "texts[0]", "over the limit of 500"),
+        ("/v1/search", {"text": "", "k": 3}, 422, "text", "empty text"),
+        ("/v1/search", {"text": "dress", "k": 21}, 422, "k", "over the limit"),
+        ("/v1/attributes", {"image": good, "text": "dress", "category": "SPACESHIPS"}, 422, "category", "unknown"),
+        ("/v1/categorize", {"image": not_image, "text": "dress"}, 422, "image", "not a readable image"),
+    ]
+    for path, payload, status, field, words in cases:
+        r = post(url, path, payload)
+        assert r.status_code == status, (path, payload if len(str(payload)) < 200 else field, r.text)
+        assert r.json()["detail"]["field"] == field and words in r.json()["detail"]["error"], r.text
+    huge = post(url, "/v1/embed/text", {"texts": ["y" * 400_000]})
+    assert huge.status_code == 413 and huge.json()["detail"]["field"] == "body"
+    chunked = httpx.post(f"{url}/v1/embed/text", content=iter([b'{"texts": ["', b"z" * 400_000, b'"]}']),
+                         headers={"content-type": "application/json"}, timeout=60)
+    assert chunked.status_code == 413, chunked.text             # no Content-Length: counted while streaming
+    assert post(url, "/v1/embed/text", {"wrong": 1}).status_code == 422
+    assert httpx.get(f"{url}/readyz").json()["ready"]            # still serving after all of that
+
+
+def test_concurrent_requests_are_micro_batched(server):
+    url, *_ = server
+    texts = [f"item number {i} in a blue denim jacket" for i in range(24)]
+    results = [None] * len(texts)
+
+    def one(i):
+        results[i] = post(url, "/v1/embed/text", {"texts": [texts[i]]}).json()["embeddings"][0]
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    alone = post(url, "/v1/embed/text", {"texts": texts[:1]}).json()["embeddings"][0]
+    np.testing.assert_allclose(results[0], alone, atol=1e-5)   # padding in a batch does not change a result
+    metrics = httpx.get(f"{url}/metrics").text
+    count = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith('fashionvlp_batch_size_count{graph="text"}'))
+    total = sum(float(line.split()[-1]) for line in metrics.splitlines()
+                if line.startswith('fashionvlp_batch_size_sum{graph="text"}'))
+    assert total / count > 1.0, metrics                          # some calls carried several requests
+    assert "http_requests_total" in metrics and "fashionvlp_model_info" in metrics
+
+
+def test_hot_reload_when_production_moves_under_load(server):
+    """Runs last in this module: moves production to version 2 while 8 clients keep sending."""
+    from fashionvlp.tracking.registry import set_production
+
+    url, log, tracking, versions = server
+    seen, failures, stop = [], [], threading.Event()
+
+    def client(i):
+        with httpx.Client(timeout=60) as c:
+            while not stop.is_set():
+                path, payload = (("/v1/search", {"text": f"client {i} dress", "k": 3}) if i % 2 else
+                                 ("/v1/embed/text", {"texts": [f"client {i} shoes"]}))
+                r = c.post(f"{url}{path}", json=payload)
+                if r.status_code != 200:
+                    failures.append((r.status_code, r.text))
+                else:
+                    seen.append((time.time(), r.json()["model_version"]))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    moved_at = time.time()
+    set_production(tracking.client, MODEL_NAME, versions[1])
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(v == versions[1] for _, v in seen[-20:]):
+        time.sleep(0.2)
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not failures, failures[:3]
+    before = {v for t, v in seen if t < moved_at}
+    assert before == {versions[0]} and versions[1] in {v for _, v in seen}
+    assert httpx.get(f"{url}/readyz").json()["model"]["version"] == versions[1]
+    assert f"moved to version {versions[1]}" in log.read_text() and "retired version" in log.read_text()
+    assert 'fashionvlp_model_reloads_total{outcome="ok"} 2.0' in httpx.get(f"{url}/metrics").text
+
+
+def test_preprocessing_matches_training_and_runs_without_torch(fashionvil_bundle, tiny_catalog, tmp_path):
+    """The serving image has no torch: the bundle, preprocessing and index load with torch unimportable,
+    and the numpy preprocessing equals the training transform."""
+    from fashionvlp.data.pretrain_dataset import ImageTransform
+    from fashionvlp.models.image_encoders import Normalization
+    from fashionvlp.serving.bundle import Bundle
+
+    _, bundle_dir = fashionvil_bundle
+    bundle = Bundle(bundle_dir)
+    _, raw = catalog_image(tiny_catalog, 5)
+    path = tmp_path / "x.jpg"
+    path.write_bytes(raw)
+    transform = ImageTransform(bundle.image_size, Normalization(tuple(bundle.mean.ravel()), tuple(bundle.std.ravel())))
+    np.testing.assert_allclose(bundle.pixels(Image.open(path).convert("RGB")),
+                               transform.to_tensor(transform.load(path)).numpy(), atol=1e-5)
+    script = f"""
+import sys
+sys.modules["torch"] = None
+from pathlib import Path
+from fashionvlp.serving.app import create_app
+from fashionvlp.serving.bundle import Bundle
+from fashionvlp.serving.index import CatalogIndex
+b = Bundle(Path({str(bundle_dir)!r}))
+index = CatalogIndex.build(b, Path({str(tiny_catalog)!r}), ["test"], Path({str(tmp_path / 'cache')!r}))
+print(len(index), index.search(b.embed_texts(["red dress"]), 2)[0][0]["product_id"])
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    count, top = out.stdout.split()
+    assert int(count) > 0 and top.startswith("FV")
+
+
+def test_default_config_binds_loopback():
+    from fashionvlp.serving.config import load_serving_config
+
+    cfg = load_serving_config(REPO / "deploy" / "serving.yaml")
+    assert cfg.host == "127.0.0.1" and cfg.model.startswith("models:/") and cfg.model.endswith("@production")
+    assert cfg.root == REPO
