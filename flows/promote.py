@@ -1,0 +1,91 @@
+"""The promotion flow: the gate (challenger vs champion on the evaluation metrics, by the margins in
+``registry.margins``), then, only when asked, the explicit step that points ``production`` at the champion.
+
+``python flows/promote.py [--preset=…] [--set=…] [--production]``. The same calls back the CLI's
+``fashionvlp promote`` and ``fashionvlp production set``. Each decision is recorded as an MLflow run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fashionvlp.env import quiet_offline  # noqa: E402
+
+quiet_offline()
+
+from prefect import flow, get_run_logger, task  # noqa: E402
+from pydantic import BaseModel, Field  # noqa: E402
+
+from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
+from fashionvlp.tracking.registry import RegistryError, metric_key, promotion_gate, set_production  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class PromoteParameters(BaseModel):
+    params_file: str = str(REPO / "params.yaml")
+    presets: list[str] = Field(default_factory=list)
+    overrides: list[str] = Field(default_factory=list)
+    # After a passing gate, also move production to the champion (the explicit deployment step).
+    set_production: bool = False
+
+    def load(self) -> Params:
+        return load_params(self.params_file, self.presets, self.overrides)
+
+
+def _not_a_registry_error(task, task_run, state) -> bool:
+    """Retry I/O trouble (a locked store, a flaky server), not a decision the registry already made."""
+    return not isinstance(state.result(raise_on_failure=False), RegistryError)
+
+
+@task(name="promotion-gate", retries=2, retry_delay_seconds=2, retry_condition_fn=_not_a_registry_error)
+def gate(parameters: PromoteParameters) -> dict:
+    params = parameters.load()
+    tracking = Tracking.from_params(params)
+    name = params.registry.model_name(params.model.arch)
+    decision = promotion_gate(tracking.client, name, params.registry.margins)
+    with tracking.run(f"promote-{name}", {"stage": "promote", "registered_model": name}) as run_id:
+        tracking.set_tags(run_id, {"gate.promoted": str(decision["promoted"]), "gate.reason": decision["reason"],
+                                   "gate.challenger": decision["challenger"], "gate.champion": decision["champion"],
+                                   "gate.previous_champion": str(decision["previous"])})
+        tracking.log_metrics(run_id, {f"gate.{metric_key(m)}.{side}": c[side] for m, c in decision["comparison"].items()
+                                      for side in ("challenger", "champion") if c[side] != float("-inf")})
+    return {"name": name, "run_id": run_id, **decision}
+
+
+@task(name="set-production", retries=2, retry_delay_seconds=2, retry_condition_fn=_not_a_registry_error)
+def production(parameters: PromoteParameters) -> str:
+    params = parameters.load()
+    return set_production(Tracking.from_params(params).client, params.registry.model_name(params.model.arch))
+
+
+@flow(name="promote", log_prints=True)
+def promote(parameters: PromoteParameters = PromoteParameters()) -> dict:
+    logger = get_run_logger()
+    decision = gate(parameters)
+    logger.info("%s: challenger v%s %s (%s); champion v%s", decision["name"], decision["challenger"],
+                "PROMOTED" if decision["promoted"] else "not promoted", decision["reason"], decision["champion"])
+    for metric, c in decision["comparison"].items():
+        logger.info("  %s: challenger %.2f vs champion %.2f (margin %g) %s", metric, c["challenger"], c["champion"],
+                    c["margin"], "ok" if c["passed"] else "FAILED")
+    decision["production"] = None
+    if parameters.set_production:
+        if decision["promoted"]:
+            decision["production"] = production(parameters)
+            logger.info("%s: production → v%s", decision["name"], decision["production"])
+        else:
+            logger.info("%s: production left where it was (the gate did not pass)", decision["name"])
+    return decision
+
+
+def main(argv: list[str]) -> int:
+    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
+    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
+    promote(PromoteParameters(presets=presets, overrides=overrides, set_production="--production" in argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
