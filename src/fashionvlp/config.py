@@ -245,6 +245,19 @@ class RegistryConfig(StrictModel):
         return self.name.format(arch=arch)
 
 
+class BackfillConfig(StrictModel):
+    # The bundle that fills missing attributes: a registry alias/version ({arch} → model.arch) or a directory.
+    model: str = "models:/fashionvlp-{arch}@production"
+    out: Path = Path("backfill")            # the new dataset, tracked by backfill.dvc
+    shards: int = Field(8, ge=1)
+    workers: int = Field(2, ge=1)           # local Dask cluster: worker processes, one thread each
+    address: str | None = None              # an existing Dask scheduler (tcp://host:8786) instead
+    batch_size: int = Field(32, ge=1)
+
+    def model_uri(self, arch: str) -> str:
+        return self.model.format(arch=arch)
+
+
 class Params(StrictModel):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -256,6 +269,7 @@ class Params(StrictModel):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    backfill: BackfillConfig = Field(default_factory=BackfillConfig)
     # Directory that relative paths are resolved against: the one holding params.yaml.
     root: Path = Path(".")
 
