@@ -16,7 +16,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench ablation clean-venv
+.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
 
 setup: $(STAMP) dvc-remote
 
@@ -46,6 +46,30 @@ KGFLIP_ABLATION ?= --set=pretrain.steps=400 --set=finetune.attributes.steps=600
 ablation: data
 	$(PY) flows/ablation.py --preset=tiny --only=fashionvil $(FASHIONVIL_ABLATION)
 	$(PY) flows/ablation.py --preset=tiny --only=kgflip --out=derived/ablation-kgflip $(KGFLIP_ABLATION)
+
+# From fine-tuned models to production: export + register (challenger), the gate, then production.
+export: setup
+	$(VENV)/bin/fashionvlp export --register --int8
+
+promote: setup
+	$(PY) flows/promote.py --production
+
+# ONNX Runtime serving on 127.0.0.1:8080 of models:/fashionvlp-fashionvil@production (deploy/serving.yaml);
+# MODEL=derived/export/fashionvil serves a bundle directory instead.
+MODEL ?=
+serve: setup
+	$(VENV)/bin/fashionvlp serve --config deploy/serving.yaml $(if $(MODEL),--model $(MODEL))
+
+# Fill the catalog's missing attributes with the production model (Dask, sharded, resumable) → backfill/.
+backfill: setup
+	$(PY) flows/backfill.py
+
+# Serving and backfill figures for an exported bundle (make export first).
+BUNDLE ?= derived/export/fashionvil
+bench-serving: setup
+	$(PY) bench/onnx_latency.py --bundle $(BUNDLE)
+	$(PY) bench/serving_throughput.py --bundle $(BUNDLE)
+	$(PY) bench/backfill_throughput.py --bundle $(BUNDLE)
 
 mlflow-ui: setup
 	@mkdir -p mlflow/artifacts

@@ -169,10 +169,10 @@ def merge(catalog_dir: Path, work_dir: Path, out: Path, shards: int, model: dict
 
 
 def dvc_track(repo: Path, out: Path) -> str | None:
-    """``dvc add`` the dataset when ``repo`` is a DVC repository; returns the .dvc file's path."""
+    """``dvc add`` the dataset when it lies inside the DVC repository ``repo``; returns the .dvc file's path."""
     from fashionvlp.data.versioning import DataVersionError, dvc
 
-    if not (Path(repo) / ".dvc").is_dir():
+    if not (Path(repo) / ".dvc").is_dir() or not Path(out).resolve().is_relative_to(Path(repo).resolve()):
         return None
     result = dvc(["add", "-q", str(Path(out).resolve().relative_to(Path(repo).resolve()))], Path(repo))
     if result.returncode != 0:
