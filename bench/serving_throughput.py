@@ -69,7 +69,7 @@ async def load(url: str, path: str, payloads: list[dict], clients: int, seconds:
     async def client(i: int, http: httpx.AsyncClient) -> None:
         nonlocal errors
         n = i
-        while (now := time.perf_counter()) < stop_at:
+        while time.perf_counter() < stop_at:
             t0 = time.perf_counter()
             try:
                 r = await http.post(f"{url}{path}", json=payloads[n % len(payloads)])

@@ -25,9 +25,9 @@ quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
+from pydantic import Field  # noqa: E402
 
-from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.env import share_cpu_threads  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
@@ -80,18 +80,14 @@ def slug(label: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
-class AblationParameters(BaseModel):
+class AblationParameters(FlowParameters):
     params_file: str = str(REPO / "params.yaml")
     presets: list[str] = Field(default_factory=lambda: ["tiny"])
-    overrides: list[str] = Field(default_factory=list)
     fashionvil_rows: list[str] = Field(default_factory=lambda: list(FASHIONVIL_ROWS))
     kgflip_rows: list[str] = Field(default_factory=lambda: list(KGFLIP_ROWS))
     workers: int = Field(2, ge=1)
     catalog: str | None = None        # default: the DVC-pinned catalog of paths.catalog
     out: str | None = None            # default: <paths.derived>/ablation
-
-    def load(self, row_overrides: list[str] | None = None) -> Params:
-        return load_params(self.params_file, self.presets, self.overrides + (row_overrides or []))
 
 
 @task(name="vqvae-patch-labels")
@@ -220,13 +216,11 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")] or ["tiny"]
-    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
     only = [a.removeprefix("--only=") for a in argv if a.startswith("--only=")]
     out = next((a.removeprefix("--out=") for a in argv if a.startswith("--out=")), None)
     rows = {} if not only else {"fashionvil_rows": [] if "fashionvil" not in only else list(FASHIONVIL_ROWS),
                                 "kgflip_rows": [] if "kgflip" not in only else list(KGFLIP_ROWS)}
-    parameters = AblationParameters(presets=presets, overrides=overrides, out=out, **rows)
+    parameters = AblationParameters(**flow_options(argv, ["tiny"]), out=out, **rows)
     params = parameters.load()
     runner = ProcessPoolTaskRunner(max_workers=parameters.workers, initializer=share_cpu_threads,
                                    initargs=(parameters.workers,))

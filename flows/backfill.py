@@ -20,22 +20,16 @@ from fashionvlp.env import quiet_offline  # noqa: E402
 quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
 
-from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.stages import backfill as stage  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class BackfillParameters(BaseModel):
+class BackfillParameters(FlowParameters):
     params_file: str = str(REPO / "params.yaml")
-    presets: list[str] = Field(default_factory=list)
-    overrides: list[str] = Field(default_factory=list)
     run_name: str = "backfill"
-
-    def load(self) -> Params:
-        return load_params(self.params_file, self.presets, self.overrides)
 
 
 def work_dir(params: Params) -> Path:
@@ -128,9 +122,7 @@ def backfill(parameters: BackfillParameters = BackfillParameters()) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
-    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
-    out = backfill(BackfillParameters(presets=presets, overrides=overrides))
+    out = backfill(BackfillParameters(**flow_options(argv)))
     counts = out["manifest"]["counts"]
     print(f"\nbackfilled dataset: {out['out']}  (DVC: {out['dvc_file'] or 'not a DVC repository'})")
     print(f"model: {out['model']['uri']} version {out['model']['version']}")

@@ -15,24 +15,18 @@ from fashionvlp.env import quiet_offline  # noqa: E402
 quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
 
-from fashionvlp.config import Params, load_params  # noqa: E402
+from fashionvlp.config import FlowParameters, flow_options  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 from fashionvlp.tracking.registry import RegistryError, metric_key, promotion_gate, set_production  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-class PromoteParameters(BaseModel):
+class PromoteParameters(FlowParameters):
     params_file: str = str(REPO / "params.yaml")
-    presets: list[str] = Field(default_factory=list)
-    overrides: list[str] = Field(default_factory=list)
     # After a passing gate, also move production to the champion (the explicit deployment step).
     set_production: bool = False
-
-    def load(self) -> Params:
-        return load_params(self.params_file, self.presets, self.overrides)
 
 
 def _not_a_registry_error(task, task_run, state) -> bool:
@@ -81,9 +75,7 @@ def promote(parameters: PromoteParameters = PromoteParameters()) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
-    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
-    promote(PromoteParameters(presets=presets, overrides=overrides, set_production="--production" in argv))
+    promote(PromoteParameters(**flow_options(argv), set_production="--production" in argv))
     return 0
 
 

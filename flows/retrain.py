@@ -17,9 +17,9 @@ quiet_offline()
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
-from pydantic import BaseModel, Field  # noqa: E402
 
-from fashionvlp.config import Params, load_params  # noqa: E402
+
+from fashionvlp.config import FlowParameters, flow_options  # noqa: E402
 from fashionvlp.env import share_cpu_threads  # noqa: E402
 from fashionvlp.evaluation.formatting import format_result  # noqa: E402
 from fashionvlp.evaluation.report import write_report  # noqa: E402
@@ -33,14 +33,9 @@ from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-class RetrainParameters(BaseModel):
+class RetrainParameters(FlowParameters):
     params_file: str = str(REPO / "params.yaml")
-    presets: list[str] = Field(default_factory=list)
-    overrides: list[str] = Field(default_factory=list)
     run_name: str = "retrain"
-
-    def load(self) -> Params:
-        return load_params(self.params_file, self.presets, self.overrides)
 
 
 @task(name="data-version-check", retries=2, retry_delay_seconds=2)
@@ -160,9 +155,7 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
-    overrides = [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]
-    report(retrain(RetrainParameters(presets=presets, overrides=overrides)))
+    report(retrain(RetrainParameters(**flow_options(argv))))
     return 0
 
 

@@ -1,4 +1,6 @@
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,14 @@ def fashionvil_bundle(tiny_catalog, tiny_patch_labels, tmp_path_factory):
 
     params, sources, tmp = fine_tune_for_export("fashionvil", tiny_catalog, tiny_patch_labels, tmp_path_factory)
     return params, export(params, sources, tiny_catalog, out=tmp / "registry-bundle").out
+
+
+def scratch_repo(tmp_path: Path, catalog: Path) -> Path:
+    """A git + DVC repository holding a copy of ``catalog`` as data/ and the project's params.yaml."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+    shutil.copytree(catalog, repo / "data")
+    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    return repo

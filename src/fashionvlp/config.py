@@ -258,7 +258,17 @@ class BackfillConfig(StrictModel):
         return self.model.format(arch=arch)
 
 
-class Params(StrictModel):
+class Rooted(StrictModel):
+    """A config whose relative paths are read from ``root`` (the folder of the file it came from)."""
+
+    root: Path = Path(".")
+
+    def resolve(self, path: Path | str) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+
+class Params(Rooted):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
@@ -270,12 +280,7 @@ class Params(StrictModel):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     backfill: BackfillConfig = Field(default_factory=BackfillConfig)
-    # Directory that relative paths are resolved against: the one holding params.yaml.
-    root: Path = Path(".")
-
-    def resolve(self, path: Path | str) -> Path:
-        path = Path(path)
-        return path if path.is_absolute() else (self.root / path).resolve()
+    # root (from Rooted): the directory holding params.yaml; relative paths are resolved against it.
 
     @property
     def catalog_dir(self) -> Path:
@@ -387,3 +392,22 @@ def load_params(
         return Params.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, " + ".join(sources))) from None
+
+
+class FlowParameters(BaseModel):
+    """A flow's handle on the configuration. Prefect parameters must be JSON (and hashable for caching),
+    so a flow carries the file, presets and overrides, and each task loads ``Params`` itself."""
+
+    params_file: str = "params.yaml"
+    presets: list[str] = Field(default_factory=list)
+    overrides: list[str] = Field(default_factory=list)
+
+    def load(self, extra_overrides: list[str] | None = None) -> Params:
+        return load_params(self.params_file, self.presets, self.overrides + (extra_overrides or []))
+
+
+def flow_options(argv: list[str], default_presets: list[str] | None = None) -> dict[str, list[str]]:
+    """``--preset=NAME`` and ``--set=key=value`` from a flow script's arguments."""
+    presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
+    return {"presets": presets or list(default_presets or []),
+            "overrides": [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]}

@@ -3,13 +3,12 @@ local Dask cluster of 2 processes, resumption, the merged dataset and its DVC pi
 
 import json
 import shutil
-import subprocess
 import sys
 
 import pyarrow.parquet as pq
 import yaml
 
-from tests.conftest import REPO, TINY_MODEL
+from tests.conftest import REPO, TINY_MODEL, scratch_repo
 
 
 def test_backfill_fills_missing_attributes_resumes_and_is_dvc_tracked(prefect_harness, fashionvil_bundle,
@@ -24,12 +23,7 @@ def test_backfill_fills_missing_attributes_resumes_and_is_dvc_tracked(prefect_ha
     from fashionvlp.tracking.mlflow_tracking import Tracking
     from fashionvlp.tracking.registry import register_bundle, set_production
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
-    shutil.copytree(tiny_catalog, repo / "data")
-    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    repo = scratch_repo(tmp_path, tiny_catalog)
     # A bundle whose colour threshold accepts every prediction, so something is filled at this scale.
     bundle = tmp_path / "bundle"
     shutil.copytree(fashionvil_bundle[1], bundle)

@@ -1,13 +1,12 @@
 """The retrain flow on a real (temporary) Prefect API and a real sqlite MLflow store."""
 
-import shutil
 import subprocess
 import sys
 
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPO, TINY_MODEL
+from tests.conftest import REPO, TINY_MODEL, scratch_repo
 
 
 def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_harness, tiny_catalog, tmp_path,
@@ -15,13 +14,8 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     sys.path.insert(0, str(REPO / "flows"))
     from retrain import RetrainParameters, report, retrain
 
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
-    shutil.copytree(tiny_catalog, repo / "data")
+    repo = scratch_repo(tmp_path, tiny_catalog)
     subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=repo, check=True)
-    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()

@@ -139,6 +139,10 @@ class Bundle:
         array = np.asarray(resized, dtype=np.float32).transpose(2, 0, 1) / 255.0
         return ((array - self.mean) / self.std).astype(np.float32)
 
+    def file_pixels(self, path: Path, field_name: str) -> np.ndarray:
+        """A catalog image (trusted: no pixel limit) as model input."""
+        return self.pixels(self.decode_image(Path(path).read_bytes(), field_name, 1 << 40))
+
     def tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError
 
-from fashionvlp.config import ConfigError, StrictModel, _merge, _read_yaml, format_validation_error, parse_override
+from fashionvlp.config import (ConfigError, Rooted, StrictModel, _merge, _read_yaml, format_validation_error,
+                               parse_override)
 
 
 class IndexConfig(StrictModel):
@@ -42,7 +43,7 @@ class ReloadConfig(StrictModel):
     drain_seconds: float = Field(30.0, ge=0)
 
 
-class ServingConfig(StrictModel):
+class ServingConfig(Rooted):
     # models:/<name>@<alias>, models:/<name>/<version>, or an exported bundle directory.
     model: str = "models:/fashionvlp-fashionvil@production"
     # null: $MLFLOW_TRACKING_URI, else the repository's local store. Relative sqlite paths are from root.
@@ -57,11 +58,6 @@ class ServingConfig(StrictModel):
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     reload: ReloadConfig = Field(default_factory=ReloadConfig)
-    root: Path = Path(".")
-
-    def resolve(self, path: Path | str) -> Path:
-        path = Path(path)
-        return path if path.is_absolute() else (self.root / path).resolve()
 
     @property
     def registry_uri(self) -> str:

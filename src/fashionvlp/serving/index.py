@@ -73,11 +73,8 @@ class CatalogIndex:
         embeddings = []
         for start in range(0, len(products), batch_size):
             chunk = products[start:start + batch_size]
-            pixels = []
-            for p in chunk:
-                with open(catalog.root / p.images[0].path, "rb") as f:
-                    pixels.append(bundle.pixels(bundle.decode_image(f.read(), p.product_id, 1 << 40)))
-            embeddings.append(bundle.embed_images(pixels))
+            embeddings.append(bundle.embed_images([bundle.file_pixels(catalog.root / p.images[0].path,
+                                                                      f"{p.product_id}.images[0]") for p in chunk]))
         matrix = np.concatenate(embeddings).astype(np.float32)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".tmp-{os.getpid()}.npz")

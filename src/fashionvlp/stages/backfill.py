@@ -90,11 +90,8 @@ def run_shard(bundle_dir: Path, catalog_dir: Path, spec: ShardSpec, work_dir: Pa
     rows = []
     for start in range(0, len(products), batch_size):
         chunk = products[start:start + batch_size]
-        items = []
-        for p in chunk:
-            with open(catalog.root / p.images[0].path, "rb") as f:
-                image = bundle.decode_image(f.read(), f"{p.product_id}.images[0]", 1 << 40)
-            items.append((bundle.pixels(image), p.text))
+        items = [(bundle.file_pixels(catalog.root / p.images[0].path, f"{p.product_id}.images[0]"), p.text)
+                 for p in chunk]
         for product, probabilities in zip(chunk, bundle.attribute_probabilities(items)):
             wanted = set(missing_attributes(catalog.schema, product))
             for d in bundle.attribute_decisions(probabilities, product.category):
