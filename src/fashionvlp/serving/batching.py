@@ -22,6 +22,7 @@ class MicroBatcher:
         self.executor, self.observe = executor, observe
         self.queue: asyncio.Queue = asyncio.Queue()
         self.worker: asyncio.Task | None = None
+        self.busy = False
 
     def start(self) -> None:
         if self.worker is None:
@@ -68,6 +69,7 @@ class MicroBatcher:
             started = time.perf_counter()
             if self.observe:
                 self.observe(self.name, len(live), started - min(e[2] for e in live))
+            self.busy = True
             try:
                 results = await loop.run_in_executor(self.executor, self.run_batch, [e[0] for e in live])
             except Exception as exc:  # noqa: BLE001 — handed to every waiting request
@@ -75,14 +77,16 @@ class MicroBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self.busy = False
             for (_, future, _), result in zip(live, results):
                 if not future.done():
                     future.set_result(result)
 
     async def drain(self, timeout: float) -> None:
-        """Waits until the queue is empty (or ``timeout``), then stops the worker."""
+        """Waits until nothing is queued or running (or ``timeout``), then stops the worker."""
         deadline = time.perf_counter() + timeout
-        while self.queue.qsize() and time.perf_counter() < deadline:
+        while (self.queue.qsize() or self.busy) and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
         await self.stop()
 
