@@ -122,6 +122,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--max-batch-size", type=int, default=32)
     ap.add_argument("--max-wait-ms", type=float, default=5)
+    ap.add_argument("--int8", action="store_true", help="serve the int8 encoder graphs")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.json")
     args = ap.parse_args()
 
@@ -131,7 +132,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for mode, overrides in MODES.items():
         overrides = overrides + [f"batching.max_batch_size={args.max_batch_size}",
-                                 f"batching.max_wait_ms={args.max_wait_ms}"]
+                                 f"batching.max_wait_ms={args.max_wait_ms}", f"int8={str(args.int8).lower()}"]
         proc, url = start_server(args.bundle, overrides, args.out.parent / f"serving-{mode}.log")
         try:
             results[mode] = asyncio.run(load(url, path, bodies, args.clients, args.seconds, args.warmup))
@@ -141,12 +142,13 @@ def main() -> None:
             proc.terminate()
             proc.wait(30)
     speedup = results["micro-batching"]["throughput_rps"] / max(results["unbatched"]["throughput_rps"], 1e-9)
-    report = {"bundle": str(args.bundle), "endpoint": path, "clients": args.clients, "seconds": args.seconds,
+    report = {"bundle": str(args.bundle), "endpoint": path, "int8": args.int8, "clients": args.clients, "seconds": args.seconds,
               "batching": {"max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms},
               "results": results, "speedup": speedup,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
     args.out.write_text(json.dumps(report, indent=2))
-    print(f"serving {path}, {args.clients} concurrent clients, {args.seconds:.0f} s per mode, bundle {args.bundle}")
+    print(f"serving {path} ({'int8' if args.int8 else 'fp32'} encoders), {args.clients} concurrent clients, "
+          f"{args.seconds:.0f} s per mode, bundle {args.bundle}")
     print(f"{'mode':<16}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}{'mean batch':>12}  provider")
     for mode, r in results.items():
         print(f"{mode:<16}{r['throughput_rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['errors']:>8}"

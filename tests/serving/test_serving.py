@@ -205,3 +205,24 @@ def test_default_config_binds_loopback():
     cfg = load_serving_config(REPO / "deploy" / "serving.yaml")
     assert cfg.host == "127.0.0.1" and cfg.model.startswith("models:/") and cfg.model.endswith("@production")
     assert cfg.root == REPO
+
+
+def test_int8_encoders_are_served_only_from_a_bundle_that_has_them(fashionvil_bundle, tmp_path):
+    import shutil
+
+    import pytest
+
+    from fashionvlp.export.quantize import quantize_bundle
+    from fashionvlp.serving.bundle import Bundle, BundleError
+
+    with pytest.raises(BundleError, match="export --int8"):
+        Bundle(fashionvil_bundle[1], int8=True)
+    copy = tmp_path / "bundle"
+    shutil.copytree(fashionvil_bundle[1], copy)
+    quantize_bundle(copy)
+    fp32, int8 = Bundle(copy), Bundle(copy, int8=True)
+    assert int8.files["text"] == "text.int8.onnx" and fp32.files["text"] == "text.onnx"
+    texts = ["red midi dress", "black leather boots", "striped cotton shirt"]
+    a, b = fp32.embed_texts(texts), int8.embed_texts(texts)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cosine.min() > 0.95 and not np.array_equal(a, b)

@@ -70,7 +70,7 @@ class ServedModel:
 
     def describe(self) -> dict:
         return {"uri": self.resolved.uri, "version": self.version, "bundle": str(self.bundle.path),
-                "arch": self.bundle.arch, "graphs": sorted(self.bundle.sessions),
+                "arch": self.bundle.arch, "graphs": self.bundle.files,
                 "loaded_at": self.loaded_at}
 
 
@@ -107,7 +107,7 @@ class ServingState:
 
     def _load_blocking(self, resolved: Resolved) -> tuple[Bundle, CatalogIndex | None]:
         cfg = self.config
-        bundle = Bundle(self.source.fetch(resolved), cfg.providers, cfg.intra_op_threads)
+        bundle = Bundle(self.source.fetch(resolved), cfg.providers, cfg.intra_op_threads, cfg.int8)
         index = None
         if cfg.index.catalog is not None and "image" in bundle.sessions:
             index = CatalogIndex.build(bundle, cfg.resolve(cfg.index.catalog), cfg.index.splits,

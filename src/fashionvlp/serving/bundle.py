@@ -80,6 +80,7 @@ class Bundle:
     path: Path
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     intra_op_threads: int = 0
+    int8: bool = False          # the encoders' dynamic-int8 graphs (export --int8) instead of fp32
 
     def __post_init__(self) -> None:
         from transformers import AutoTokenizer
@@ -95,8 +96,15 @@ class Bundle:
         thresholds = self.path / "attribute_thresholds.json"
         self.thresholds = json.loads(thresholds.read_text())["thresholds"] if thresholds.is_file() else {}
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.path / "tokenizer"))
-        self.sessions = {name: open_session(self.path / spec["file"], self.providers, self.intra_op_threads)
-                         for name, spec in self.manifest["graphs"].items()}
+        files = {name: spec["file"] for name, spec in self.manifest["graphs"].items()}
+        if self.int8:
+            files |= {name: f"{name}.int8.onnx" for name in ("image", "text")}
+            absent = [f for f in files.values() if not (self.path / f).is_file()]
+            if absent:
+                raise BundleError(f"bundle {self.path} has no {absent}: export it with `fashionvlp export --int8`")
+        self.files = files
+        self.sessions = {name: open_session(self.path / file, self.providers, self.intra_op_threads)
+                         for name, file in files.items()}
         self.active_provider = self.sessions["text"].get_providers()[0]
         self.fallback_reason = None
         if self.providers and self.providers[0] != self.active_provider:

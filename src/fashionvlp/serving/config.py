@@ -53,6 +53,7 @@ class ServingConfig(Rooted):
     # ONNX Runtime execution providers in order of preference; the active one is reported in /readyz.
     providers: list[str] = Field(default_factory=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     intra_op_threads: int = Field(0, ge=0)         # 0: ONNX Runtime's default (all cores)
+    int8: bool = False                             # serve the encoders' int8 graphs (bundle exported with --int8)
     cache_dir: Path = Path("derived/serving")      # downloaded versions and catalog indexes
     index: IndexConfig = Field(default_factory=IndexConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
