@@ -63,12 +63,15 @@ def shard_products(catalog, spec: ShardSpec) -> list:
 
 
 def _bundle(path: Path, threads: int):
-    """One ONNX Runtime bundle per worker process and path (a Dask worker runs many shards)."""
+    """One ONNX Runtime bundle per worker process and path (a Dask worker runs many shards). Local workers
+    share the machine's cores (``threads`` each, CPU); a remote worker (``threads`` 0) takes its GPU if it
+    has one."""
     from fashionvlp.serving.bundle import Bundle
 
     key = (str(path), threads)
     if key not in _BUNDLES:
-        _BUNDLES[key] = Bundle(Path(path), ["CPUExecutionProvider"] if threads else None, threads)
+        providers = ["CPUExecutionProvider"] if threads else ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        _BUNDLES[key] = Bundle(Path(path), providers, threads)
     return _BUNDLES[key]
 
 
