@@ -167,6 +167,34 @@ def test_hot_reload_when_production_moves_under_load(server):
     assert 'fashionvlp_model_reloads_total{outcome="ok"} 2.0' in httpx.get(f"{url}/metrics").text
 
 
+def test_a_version_that_fails_to_load_keeps_the_old_one_serving(server, serving_registry):
+    """After the hot-reload test: production moves to a version whose text graph is corrupt in the store."""
+    from fashionvlp.tracking.registry import register_bundle, set_production
+
+    url, log, tracking, versions = server
+    serving_before = httpx.get(f"{url}/readyz").json()["model"]["version"]
+    run_id = tracking.start_run("export")
+    broken = register_bundle(tracking.client, run_id, serving_registry[2], MODEL_NAME, {"xmr.ITR": 1.0}, {})
+    tracking.end_run(run_id)
+    stored = Path(tracking.client.get_model_version_download_uri(MODEL_NAME, broken).removeprefix("file://"))
+    next(stored.rglob("text.onnx")).write_bytes(b"not an onnx graph")
+    set_production(tracking.client, MODEL_NAME, broken)
+    deadline = time.time() + 60
+    while time.time() < deadline and not httpx.get(f"{url}/readyz").json()["last_reload_error"]:
+        time.sleep(0.3)
+    ready = httpx.get(f"{url}/readyz").json()
+    assert ready["model"]["version"] == serving_before and f"version {broken}" in ready["last_reload_error"]
+    r = post(url, "/v1/embed/text", {"texts": ["still here"]})
+    assert r.status_code == 200 and r.json()["model_version"] == serving_before
+    assert 'fashionvlp_model_reloads_total{outcome="failed"} 1.0' in httpx.get(f"{url}/metrics").text
+    assert "reload failed, still serving" in log.read_text()
+    set_production(tracking.client, MODEL_NAME, versions[0])     # and back to a good one
+    deadline = time.time() + 60
+    while time.time() < deadline and httpx.get(f"{url}/readyz").json()["model"]["version"] != versions[0]:
+        time.sleep(0.3)
+    assert httpx.get(f"{url}/readyz").json()["last_reload_error"] is None
+
+
 def test_preprocessing_matches_training_and_runs_without_torch(fashionvil_bundle, tiny_catalog, tmp_path):
     """The serving image has no torch: the bundle, preprocessing and index load with torch unimportable,
     and the numpy preprocessing equals the training transform."""

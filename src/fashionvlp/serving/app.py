@@ -102,6 +102,7 @@ class ServingState:
         self.inference = ThreadPoolExecutor(max_workers=4, thread_name_prefix="onnxruntime")
         self.current: ServedModel | None = None
         self.last_reload_error: str | None = None
+        self.failed_version: str | None = None    # not retried until the alias moves again
         self.reload_task: asyncio.Task | None = None
         self.retiring: set[asyncio.Task] = set()
 
@@ -151,21 +152,24 @@ class ServingState:
     async def reload_once(self) -> bool:
         """Loads and swaps in the alias's version if it moved. Returns whether it swapped."""
         loop = asyncio.get_running_loop()
+        version = None
         try:
             resolved = await loop.run_in_executor(None, self.source.current)
-            if self.current is not None and resolved.version == self.current.version:
+            version = resolved.version
+            if version == self.failed_version or (self.current is not None and version == self.current.version):
                 return False
-            log.info("%s moved to version %s; loading it beside version %s", self.source.spec, resolved.version,
+            log.info("%s moved to version %s; loading it beside version %s", self.source.spec, version,
                      self.current.version if self.current else None)
             model = await self.load(resolved)
         except Exception as exc:  # noqa: BLE001 — keep serving the old version; report why
-            self.last_reload_error = f"{type(exc).__name__}: {exc}"
+            self.failed_version = version
+            self.last_reload_error = f"version {version}: {type(exc).__name__}: {exc}"
             self.metrics.reloads.labels("failed").inc()
             log.error("reload failed, still serving version %s: %s",
                       self.current.version if self.current else None, self.last_reload_error)
             return False
         self.activate(model)
-        self.last_reload_error = None
+        self.last_reload_error = self.failed_version = None
         self.metrics.reloads.labels("ok").inc()
         return True
 
