@@ -17,8 +17,8 @@ quiet_offline()
 from prefect import flow, get_run_logger, task  # noqa: E402
 
 from fashionvlp.config import FlowParameters, flow_options  # noqa: E402
-from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
-from fashionvlp.tracking.registry import RegistryError, metric_key, promotion_gate, set_production  # noqa: E402
+from fashionvlp.stages import promote as promote_stage  # noqa: E402
+from fashionvlp.tracking.registry import RegistryError  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,24 +35,13 @@ def _not_a_registry_error(task, task_run, state) -> bool:
 
 
 @task(name="promotion-gate", retries=2, retry_delay_seconds=2, retry_condition_fn=_not_a_registry_error)
-def gate(parameters: PromoteParameters) -> dict:
-    params = parameters.load()
-    tracking = Tracking.from_params(params)
-    name = params.registry.model_name(params.model.arch)
-    decision = promotion_gate(tracking.client, name, params.registry.margins)
-    with tracking.run(f"promote-{name}", {"stage": "promote", "registered_model": name}) as run_id:
-        tracking.set_tags(run_id, {"gate.promoted": str(decision["promoted"]), "gate.reason": decision["reason"],
-                                   "gate.challenger": decision["challenger"], "gate.champion": decision["champion"],
-                                   "gate.previous_champion": str(decision["previous"])})
-        tracking.log_metrics(run_id, {f"gate.{metric_key(m)}.{side}": c[side] for m, c in decision["comparison"].items()
-                                      for side in ("challenger", "champion") if c[side] != float("-inf")})
-    return {"name": name, "run_id": run_id, **decision}
+def gate(parameters: FlowParameters, parent_run_id: str | None = None) -> dict:
+    return promote_stage.gate(parameters.load(), parent_run_id=parent_run_id)
 
 
 @task(name="set-production", retries=2, retry_delay_seconds=2, retry_condition_fn=_not_a_registry_error)
-def production(parameters: PromoteParameters) -> str:
-    params = parameters.load()
-    return set_production(Tracking.from_params(params).client, params.registry.model_name(params.model.arch))
+def production(parameters: FlowParameters) -> str:
+    return promote_stage.production(parameters.load())
 
 
 @flow(name="promote", log_prints=True)

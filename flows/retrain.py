@@ -25,8 +25,10 @@ from fashionvlp.evaluation.formatting import format_result  # noqa: E402
 from fashionvlp.evaluation.report import write_report  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
+from fashionvlp.stages import export as export_stage  # noqa: E402
 from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
 from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
+from fashionvlp.stages import promote as promote_stage  # noqa: E402
 from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 
@@ -115,6 +117,28 @@ def evaluation_report(parameters: RetrainParameters, outcomes: dict, parent_run_
     return str(path)
 
 
+@task(name="export", retries=1, retry_delay_seconds=2)
+def export(parameters: RetrainParameters, outcomes: dict) -> str:
+    """The ONNX bundle of the fine-tuned retrieval, attribute and classification models (parity-checked)."""
+    params = parameters.load()
+    sources = {role: outcomes[task]["model_dir"] for role, task in export_stage.ROLES.items() if task in outcomes}
+    return str(export_stage.export(params, {r: Path(d) for r, d in sources.items()}).out)
+
+
+@task(name="register-challenger", retries=2, retry_delay_seconds=2)
+def register(parameters: RetrainParameters, bundle: str, parent_run_id: str) -> dict:
+    params = parameters.load()
+    out = export_stage.register(params, export_stage.ExportResult.read(Path(bundle)),
+                                tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
+    return {k: out[k] for k in ("name", "version", "run_id", "metrics")}
+
+
+@task(name="promotion-gate", retries=2, retry_delay_seconds=2)
+def gate(parameters: RetrainParameters, parent_run_id: str) -> dict:
+    params = parameters.load()
+    return promote_stage.gate(params, Tracking.from_params(params), parent_run_id)
+
+
 @flow(name="retrain", log_prints=True)
 def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
     logger = get_run_logger()
@@ -149,7 +173,16 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
             tracking.log_metrics(run_id, {f"{prefix}.{outcome['metrics']['task']}.{k}".replace("@", "_at_"): v
                                           for k, v in outcome["metrics"]["headline"].items()})
         report_md = evaluation_report(parameters, outcomes, run_id)
-    return {"run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
+        bundle = registered = decision = None
+        lacking = sorted(set(export_stage.ROLES.values()) - set(outcomes))
+        if lacking:
+            logger.info("not exported or registered: the bundle needs the fine-tuned %s models", ", ".join(lacking))
+        else:
+            bundle = export(parameters, outcomes)
+            registered = register(parameters, bundle, run_id)
+            tracking.set_tags(run_id, {"registry.model": registered["name"], "registry.version": registered["version"]})
+            decision = gate(parameters, run_id)
+    return {"bundle": bundle, "registered": registered, "gate": decision, "run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
             "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained,
             "downstream": outcomes, "skipped": skipped, "report": report_md}
 
@@ -176,6 +209,13 @@ def report(out: dict) -> None:
     for name, row in summary["losses"].items():
         print(f"                 loss/{name}: {row['first']:.4f} → {row['last']:.4f}")
     print(f"Evaluation report: {out['report']}  (also in MLflow: run artifacts → report/)")
+    if out.get("registered"):
+        r, g = out["registered"], out["gate"]
+        print(f"ONNX bundle:     {out['bundle']}")
+        print(f"Registered:      {r['name']} version {r['version']} → alias challenger; gate: "
+              f"{'PROMOTED to champion' if g['promoted'] else 'not promoted'} ({g['reason']}); champion is "
+              f"v{g['champion']}. Production moves only by an explicit step: make promote (or fashionvlp "
+              f"production set), then make serve")
     print("Downstream tasks (headline numbers; details with protocols below):")
     for label, outcome in out["downstream"].items():
         m = outcome["metrics"]

@@ -264,10 +264,11 @@ def _registry(params: Path, preset, set_):
 @app.command("promote")
 def promote_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
     """The gate: move champion to challenger only if it is better by every registry.margins entry."""
-    from fashionvlp.tracking.registry import promotion_gate
+    from fashionvlp.stages.promote import gate as gate_stage
 
-    p, client, name = _registry(params, preset, set_)
-    gate = _run(lambda: promotion_gate(client, name, p.registry.margins))
+    p = _params(params, preset, set_)
+    gate = _run(lambda: gate_stage(p))
+    name = gate["name"]
     typer.echo(f"{name}: challenger v{gate['challenger']} {'PROMOTED' if gate['promoted'] else 'not promoted'} "
                f"({gate['reason']}); champion is v{gate['champion']}")
     for metric, c in gate["comparison"].items():

@@ -1,5 +1,7 @@
 """The retrain flow on a real (temporary) Prefect API and a real sqlite MLflow store."""
 
+import contextlib
+import io
 import subprocess
 import sys
 
@@ -9,8 +11,7 @@ from mlflow.tracking import MlflowClient
 from tests.conftest import REPO, TINY_MODEL, scratch_repo
 
 
-def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_harness, tiny_catalog, tmp_path,
-                                                                      capsys):
+def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_harness, tiny_catalog, tmp_path):
     sys.path.insert(0, str(REPO / "flows"))
     from retrain import RetrainParameters, report, retrain
 
@@ -54,6 +55,26 @@ def test_retrain_flow_logs_data_version_and_runs_vqvae_and_pretraining(prefect_h
     assert any(k.startswith("loss/") for k in pre.data.metrics)
     assert (repo / "derived" / "pretrain" / "fashionvil" / "model" / "model.safetensors").exists()
 
-    report(out)                                      # what `make run` prints at the end
-    printed = capsys.readouterr().out
+    printed = io.StringIO()                          # what `make run` prints at the end (not capsys: Prefect's
+    with contextlib.redirect_stdout(printed):        # log handler would keep its closed stream for later tests)
+        report(out)
+    printed = printed.getvalue()
     assert "== where to look ==" in printed and "FALLBACK" in printed and "category-balanced" in printed
+
+    # Export → register as challenger → gate (the first version becomes champion; production is not moved).
+    from fashionvlp.serving.bundle import Bundle
+    from fashionvlp.tracking.registry import CHALLENGER, CHAMPION
+
+    name, version = out["registered"]["name"], out["registered"]["version"]
+    assert name == "fashionvlp-fashionvil" and version == "1" and out["gate"]["promoted"]
+    assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == version
+    assert str(client.get_model_version_by_alias(name, CHAMPION).version) == version
+    assert "production" not in client.get_registered_model(name).aliases
+    assert client.get_model_version(name, version).tags["lineage.data_dvc_md5"] == pin
+    assert run.data.tags["registry.version"] == version
+    bundle = Bundle(out["bundle"])
+    assert set(bundle.sessions) == {"image", "text", "attributes", "categories"}
+    assert bundle.embed_texts(["a red dress"]).shape[0] == 1
+    assert {"export-fashionvil", f"promote-{name}"} <= {r.data.tags["mlflow.runName"] for r in client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
+    assert f"{name} version 1" in printed and "alias challenger" in printed

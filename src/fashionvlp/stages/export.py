@@ -29,6 +29,15 @@ class ExportResult:
     tolerance: float
     quantization: dict | None = None
 
+    @classmethod
+    def read(cls, out: Path) -> "ExportResult":
+        """The result of an export already on disk (its parity report and quantisation, if any)."""
+        out = Path(out)
+        parity = json.loads((out / "parity.json").read_text())
+        quantization = out / "quantization.json"
+        return cls(out, parity["max_abs_diff"], parity["tolerance"],
+                   json.loads(quantization.read_text()) if quantization.is_file() else None)
+
 
 def export_dir(params: Params) -> Path:
     return params.derived_dir / "export" / params.model.arch
