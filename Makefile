@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 # A directory remote shared by the clones on this machine, so `dvc push` in one and `dvc pull` in another work.
 DVC_REMOTE ?= $(HOME)/.local/share/fashionvlp/dvc-remote
 MLFLOW_PORT ?= 5000
+FLOW_UI_PORT ?= 4200
+# A Prefect server of this checkout (make prefect-server / make ui); deploy and worker talk to it.
+PREFECT_HOME ?= $(CURDIR)/.prefect
+FLOW_API ?= http://127.0.0.1:$(FLOW_UI_PORT)/api
 
 export MLFLOW_DISABLE_TELEMETRY=true
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
@@ -16,7 +20,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup run test mlflow-ui dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
+.PHONY: setup run test mlflow-ui prefect-server ui deploy worker dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
 
 setup: $(STAMP) dvc-remote
 
@@ -76,6 +80,23 @@ mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
 	    --backend-store-uri sqlite:///$(CURDIR)/mlflow/mlflow.db \
 	    --default-artifact-root file://$(CURDIR)/mlflow/artifacts
+
+prefect-server: setup
+	@mkdir -p "$(PREFECT_HOME)"
+	PREFECT_HOME=$(PREFECT_HOME) $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(FLOW_UI_PORT)
+
+# Both UIs on loopback: MLflow on :$(MLFLOW_PORT), Prefect on :$(FLOW_UI_PORT). Ctrl-C stops both.
+ui: setup
+	@$(MAKE) --no-print-directory -j2 mlflow-ui prefect-server
+
+# The deployments of prefect.yaml (cron schedules for retraining and backfill) on the Prefect API, and a
+# process worker that runs them from this checkout.
+deploy: setup
+	PREFECT_API_URL=$(FLOW_API) $(VENV)/bin/prefect work-pool create fashionvlp --type process --overwrite
+	PREFECT_API_URL=$(FLOW_API) FASHIONVLP_ROOT=$(CURDIR) $(VENV)/bin/prefect --no-prompt deploy --all
+
+worker: setup
+	PREFECT_API_URL=$(FLOW_API) $(VENV)/bin/prefect worker start --pool fashionvlp
 
 # The embedded catalog: fetch it from the DVC remote, or regenerate it and check it against data.dvc.
 data: setup

@@ -8,7 +8,10 @@ temporary local API, so no server is needed. Tasks pass paths and ids, never dat
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from fashionvlp.env import quiet_offline  # noqa: E402
@@ -19,7 +22,9 @@ from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 
 
-from fashionvlp.config import FlowParameters, flow_options  # noqa: E402
+from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
+from fashionvlp.data import validation as validation_module  # noqa: E402
+from fashionvlp.data.versioning import commit_stages, stage_up_to_date  # noqa: E402
 from fashionvlp.env import share_cpu_threads  # noqa: E402
 from fashionvlp.evaluation.formatting import format_result  # noqa: E402
 from fashionvlp.evaluation.report import write_report  # noqa: E402
@@ -33,6 +38,7 @@ from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+LONGEST_FIRST = ["attributes", "captioning", "tgir", "classification", "xmr", "ocir"]
 
 
 class RetrainParameters(FlowParameters):
@@ -47,17 +53,40 @@ def data_version_check(parameters: RetrainParameters) -> dict:
     return {"catalog": str(result.catalog), "how": result.how, **result.version.__dict__}
 
 
-@task(name="validate")
-def validate(parameters: RetrainParameters, catalog: str) -> dict:
+def dvc_governs(params: Params, parameters: RetrainParameters) -> bool:
+    """dvc.yaml's stages read params.yaml: DVC speaks for this run only when no preset or override changes it."""
+    return (not parameters.presets and not parameters.overrides and (params.root / "dvc.yaml").is_file()
+            and (params.root / ".dvc").is_dir())
+
+
+def validation_cache_key(context, arguments) -> str | None:
+    """Validation is deterministic in (its config, the catalog's DVC hash, its code): cached by those, and
+    only while its report is still on disk. No DVC hash, no caching."""
+    params = arguments["parameters"].load()
+    report = data_stages.validation_dir(params) / "report.json"
+    if not arguments.get("catalog_md5") or not report.is_file():
+        return None
+    code = (Path(validation_module.__file__)).read_bytes()
+    key = {"validation": params.validation.model_dump(mode="json"), "catalog": arguments["catalog"],
+           "catalog_md5": arguments["catalog_md5"], "report": str(report), "code": hashlib.sha256(code).hexdigest()}
+    return "validate-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+@task(name="validate", cache_key_fn=validation_cache_key, persist_result=True, cache_expiration=timedelta(days=30))
+def validate(parameters: RetrainParameters, catalog: str, catalog_md5: str | None) -> dict:
     result = data_stages.validate(parameters.load(), Path(catalog))
     return {"report_json": str(result.report_json), "report_md": str(result.report_md), "counts": result.counts}
 
 
 @task(name="vqvae-patch-labels")
 def vqvae(parameters: RetrainParameters, catalog: str, parent_run_id: str) -> dict:
+    """Patch labels, skipped when DVC says the ``vqvae`` stage is up to date (same catalog, params, code)."""
     params = parameters.load()
+    if dvc_governs(params, parameters) and stage_up_to_date(params.root, "vqvae"):
+        metrics = json.loads((vqvae_stage.vqvae_dir(params) / "metrics.json").read_text())
+        return {"labels_dir": str(vqvae_stage.patch_labels_dir(params)), "run_id": None, "skipped": True, **metrics}
     result = vqvae_stage.train_vqvae(params, Path(catalog), Tracking.from_params(params), parent_run_id)
-    return {"labels_dir": str(result.labels_dir), "run_id": result.run_id, **result.metrics}
+    return {"labels_dir": str(result.labels_dir), "run_id": result.run_id, "skipped": False, **result.metrics}
 
 
 @task(name="pretrain")
@@ -93,15 +122,17 @@ def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, pare
 
     Each runs in a worker process of the flow's task runner (Accelerate's state is per process).
     """
-    futures = {"xmr (pre-trained)": evaluate.with_options(name="evaluate-xmr").submit(
-        parameters, "xmr", model_dir, catalog, parent_run_id)}
-    for name in tasks:
+    futures = {}
+    # Longest first, so the two workers finish together (the fused tasks cost ~3× a step of XMR's).
+    for name in sorted(tasks, key=lambda t: LONGEST_FIRST.index(t) if t in LONGEST_FIRST else len(LONGEST_FIRST)):
         futures[name] = finetune.with_options(name=f"finetune-{name}").submit(parameters, name, model_dir, catalog,
                                                                               parent_run_id)
-    return {name: future.result() for name, future in futures.items()}
+    futures["xmr (pre-trained)"] = evaluate.with_options(name="evaluate-xmr").submit(
+        parameters, "xmr", model_dir, catalog, parent_run_id)
+    return {name: futures[name].result() for name in ["xmr (pre-trained)", *tasks]}
 
 
-@task(name="evaluation-report")
+@task(name="evaluation-report", retries=2, retry_delay_seconds=2)
 def evaluation_report(parameters: RetrainParameters, outcomes: dict, parent_run_id: str) -> str:
     """report.md + plots from every task's results, logged to the pipeline's MLflow run."""
     params = parameters.load()
@@ -115,6 +146,14 @@ def evaluation_report(parameters: RetrainParameters, outcomes: dict, parent_run_
     path = write_report(results, plot_dirs, out, f"fashionvlp evaluation report ({params.model.arch})", context)
     Tracking.from_params(params).log_artifacts(parent_run_id, out, "report")
     return str(path)
+
+
+@task(name="dvc-lock", retries=2, retry_delay_seconds=2)
+def dvc_lock(parameters: RetrainParameters, stages: list[str]) -> str | None:
+    """Records the outputs of the dvc.yaml stages this run produced in dvc.lock, so `dvc status` and the
+    next run see them as up to date."""
+    params = parameters.load()
+    return str(commit_stages(params.root, stages)) if dvc_governs(params, parameters) else None
 
 
 @task(name="export", retries=1, retry_delay_seconds=2)
@@ -150,13 +189,14 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         tracking.set_tags(run_id, {f"data.{k}": str(v) for k, v in version.items() if k != "catalog"}
                           | ({"mlflow.source.git.commit": version["git_sha"]} if version.get("git_sha") else {}))
         logger.info("catalog %s (%s), dvc md5 %s", version["catalog"], version["how"], version["dvc_md5"])
-        report = validate(parameters, version["catalog"])
+        report = validate(parameters, version["catalog"], version["dvc_md5"])
         tracking.log_metrics(run_id, {f"data.{k}": v for k, v in report["counts"].items()})
         tracking.log_artifact(run_id, Path(report["report_md"]), "validation")
         tracking.log_artifact(run_id, Path(report["report_json"]), "validation")
         codes = vqvae(parameters, version["catalog"], run_id)
-        logger.info("VQ-VAE: perplexity %.1f, %s/%s codes used", codes["perplexity"], codes["codes_used"],
-                    codes["codebook_size"])
+        logger.info("VQ-VAE: perplexity %.1f, %s/%s codes used%s", codes["perplexity"], codes["codes_used"],
+                    codes["codebook_size"], " (skipped: DVC says the vqvae stage is up to date)" if codes["skipped"]
+                    else "")
         pretrained = pretrain(parameters, version["catalog"], codes["labels_dir"], run_id)
         tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
                                       for name, row in pretrained["summary"]["losses"].items()})
@@ -182,7 +222,11 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
             registered = register(parameters, bundle, run_id)
             tracking.set_tags(run_id, {"registry.model": registered["name"], "registry.version": registered["version"]})
             decision = gate(parameters, run_id)
-    return {"bundle": bundle, "registered": registered, "gate": decision, "run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
+        stages = ["validate", "vqvae", "pretrain", "evaluate_xmr", *[f"finetune@{t}" for t in tasks]]
+        lock = dvc_lock(parameters, stages + (["export"] if bundle else []))
+        logger.info("dvc.lock %s", f"updated: {lock}" if lock else "left alone (presets or overrides differ from "
+                                                                   "params.yaml, which dvc.yaml reads)")
+    return {"bundle": bundle, "registered": registered, "gate": decision, "dvc_lock": lock, "run_id": run_id, "tracking_uri": params.tracking_uri, "experiment": params.tracking.experiment,
             "data_version": version, "validation": report, "vqvae": codes, "pretrain": pretrained,
             "downstream": outcomes, "skipped": skipped, "report": report_md}
 

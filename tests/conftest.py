@@ -102,12 +102,25 @@ def fashionvil_bundle(tiny_catalog, tiny_patch_labels, tmp_path_factory):
     return params, export(params, sources, tiny_catalog, out=tmp / "registry-bundle").out
 
 
-def scratch_repo(tmp_path: Path, catalog: Path) -> Path:
-    """A git + DVC repository holding a copy of ``catalog`` as data/ and the project's params.yaml."""
+def scratch_repo(tmp_path: Path, catalog: Path, params: list[str] | None = None) -> Path:
+    """A git + DVC repository holding a copy of ``catalog`` as data/ and the project's params.yaml. With
+    ``params`` (overrides), those values are written into params.yaml, and dvc.yaml and the package source
+    (dvc.yaml's code deps) are copied in, so DVC's view of the stages matches what a run does."""
+    import yaml
+
+    from fashionvlp.config import load_params
+
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
     shutil.copytree(catalog, repo / "data")
-    (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+    if params is None:
+        (repo / "params.yaml").write_text((REPO / "params.yaml").read_text())
+        return repo
+    values = load_params(REPO / "params.yaml", overrides=params).model_dump(mode="json", exclude={"root"})
+    (repo / "params.yaml").write_text(yaml.safe_dump(values))
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
+    shutil.copytree(REPO / "src" / "fashionvlp", repo / "src" / "fashionvlp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return repo

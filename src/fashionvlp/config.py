@@ -406,8 +406,10 @@ class FlowParameters(BaseModel):
         return load_params(self.params_file, self.presets, self.overrides + (extra_overrides or []))
 
 
-def flow_options(argv: list[str], default_presets: list[str] | None = None) -> dict[str, list[str]]:
-    """``--preset=NAME`` and ``--set=key=value`` from a flow script's arguments."""
+def flow_options(argv: list[str], default_presets: list[str] | None = None) -> dict:
+    """``--params=FILE``, ``--preset=NAME`` and ``--set=key=value`` from a flow script's arguments."""
     presets = [a.removeprefix("--preset=") for a in argv if a.startswith("--preset=")]
-    return {"presets": presets or list(default_presets or []),
-            "overrides": [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]}
+    options = {"presets": presets or list(default_presets or []),
+               "overrides": [a.removeprefix("--set=") for a in argv if a.startswith("--set=")]}
+    params_file = next((a.removeprefix("--params=") for a in argv if a.startswith("--params=")), None)
+    return options | ({"params_file": str(Path(params_file).resolve())} if params_file else {})

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import subprocess
 import sys
 
@@ -15,14 +16,16 @@ def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_har
     sys.path.insert(0, str(REPO / "flows"))
     from retrain import RetrainParameters, report, retrain
 
-    repo = scratch_repo(tmp_path, tiny_catalog)
+    # The tiny config written into the repository's params.yaml (no overrides), so DVC sees what the run does.
+    repo = scratch_repo(tmp_path, tiny_catalog, TINY_MODEL + [
+        "evaluation.allow_fallback=true", "finetune.tasks=[xmr, classification, tgir, ocir, attributes, captioning]"])
     subprocess.run([sys.executable, "-m", "dvc", "add", "-q", "data"], cwd=repo, check=True)
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "data"], cwd=repo, check=True)
     sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
-    out = retrain(RetrainParameters(params_file=str(repo / "params.yaml"), overrides=TINY_MODEL + [
-        "evaluation.allow_fallback=true", "finetune.tasks=[xmr, classification, tgir, ocir, attributes, captioning]"]))
+    parameters = RetrainParameters(params_file=str(repo / "params.yaml"))
+    out = retrain(parameters)
     pin = yaml.safe_load((repo / "data.dvc").read_text())["outs"][0]["md5"]
     run = MlflowClient(out["tracking_uri"]).get_run(out["run_id"])
     assert run.info.status == "FINISHED"
@@ -78,3 +81,25 @@ def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_har
     assert {"export-fashionvil", f"promote-{name}"} <= {r.data.tags["mlflow.runName"] for r in client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{out['run_id']}'")}
     assert f"{name} version 1" in printed and "alias challenger" in printed
+
+    # DVC: the stages' outputs are in dvc.lock, `dvc status` has nothing to say, and the next run's patch
+    # labels are skipped; validation is cached by its inputs.
+    from prefect import flow
+    from retrain import validate, vqvae
+
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert out["dvc_lock"] == str(repo / "dvc.lock")
+    assert {"validate", "vqvae", "pretrain", "evaluate_xmr", "finetune@xmr", "finetune@attributes", "export"} <= set(lock)
+    assert "finetune@captioning" not in lock
+    stages = ["validate", "vqvae", "pretrain", "evaluate_xmr", "finetune@ocir", "export"]
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json", *stages], cwd=repo,
+                            capture_output=True, text=True)
+    assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
+    assert vqvae.fn(parameters, str(repo / "data"), out["run_id"])["skipped"]
+
+    @flow
+    def validate_twice():
+        return [validate(parameters, str(repo / "data"), pin, return_state=True) for _ in range(2)]
+
+    states = validate_twice()
+    assert states[1].name == "Cached" and states[1].result()["counts"] == states[0].result()["counts"]

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,7 +106,8 @@ def test_kgflip_patch_labels_not_needed(tiny_catalog, tmp_path):
 
 
 def test_distributed_data_parallel_on_two_cpu_processes(tiny_catalog, tiny_patch_labels, tmp_path):
-    """torchrun, 2 CPU processes: Accelerate forms a gloo DDP group; ITC gathers, batches are sharded."""
+    """`accelerate launch` with configs/accelerate/cpu_ddp.yaml, 2 CPU processes: a gloo DDP group; ITC
+    gathers, batches are sharded."""
     import os
     import subprocess
     import sys
@@ -120,7 +122,8 @@ def test_distributed_data_parallel_on_two_cpu_processes(tiny_catalog, tiny_patch
     values = load_params(REPO / "params.yaml", overrides=TINY_MODEL + every_step).model_dump(
         mode="json", exclude={"root"})
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(values))
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "fashionvlp.cli", "pretrain",
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+                str(REPO / "configs" / "accelerate" / "cpu_ddp.yaml"), "-m", "fashionvlp.cli", "pretrain",
                 "--params", str(tmp_path / "params.yaml"), "--no-track", "--catalog", str(tiny_catalog),
                 "--patch-labels", str(tiny_patch_labels), "--out", str(tmp_path / "out")]
     res = subprocess.run(launcher, capture_output=True, text=True, timeout=300,

@@ -96,3 +96,21 @@ def dvc_file_for(catalog_dir: Path) -> Path | None:
 def pull(repo: Path, dvc_file: Path) -> tuple[bool, str]:
     res = dvc(["pull", str(dvc_file.relative_to(repo))], repo)
     return res.returncode == 0, (res.stderr or res.stdout).strip()
+
+
+def stage_up_to_date(repo: Path, stage: str) -> bool:
+    """``dvc status <stage>`` reports nothing: its lock matches the deps, params and outs on disk."""
+    res = dvc(["status", stage, "--json"], repo)
+    try:
+        return res.returncode == 0 and json.loads(res.stdout or "{}") == {}
+    except json.JSONDecodeError:
+        return False
+
+
+def commit_stages(repo: Path, stages: list[str]) -> Path:
+    """``dvc commit -f <stages>``: records the outputs the stages' code just wrote (outside ``dvc repro``)
+    in dvc.lock."""
+    res = dvc(["commit", "-f", "-q", *stages], repo)
+    if res.returncode != 0:
+        raise DataVersionError(f"dvc commit failed in {repo}: {(res.stderr or res.stdout).strip()}")
+    return repo / "dvc.lock"

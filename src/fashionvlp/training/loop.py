@@ -108,6 +108,9 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
     out.mkdir(parents=True, exist_ok=True)
     fingerprint_file = out / "config_fingerprint.txt"
     result = TrainResult(state)
+    if accelerator.is_main_process:
+        for partial in (out / CHECKPOINTS).glob(".partial-*"):
+            shutil.rmtree(partial, ignore_errors=True)
     existing = checkpoint_dirs(out)
     if existing and cfg.resume and fingerprint_file.exists() and fingerprint_file.read_text() == config_fingerprint:
         accelerator.load_state(str(existing[-1]))
@@ -187,8 +190,13 @@ def _save_checkpoint(accelerator, out: Path, step: int, keep: int) -> None:
     path = out / CHECKPOINTS / f"step_{step:07d}"
     if path.exists():
         return
+    # Written under another name and renamed when complete: a process killed mid-save leaves only a
+    # partial directory, which resume never picks up.
+    partial = path.with_name(f".partial-{path.name}")
     # Pickled state: the shared TE/FE and tied heads are the same tensors, which safetensors would drop.
-    accelerator.save_state(str(path), safe_serialization=False)
+    accelerator.save_state(str(partial), safe_serialization=False)
+    accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        os.replace(partial, path)
         for old in checkpoint_dirs(out)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
