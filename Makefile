@@ -20,7 +20,7 @@ export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-.PHONY: setup run test mlflow-ui prefect-server ui deploy worker dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
+.PHONY: setup run test mlflow-ui prefect-server ui deploy worker team-check dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
 
 setup: $(STAMP) dvc-remote
 
@@ -97,6 +97,11 @@ deploy: setup
 
 worker: setup
 	PREFECT_API_URL=$(FLOW_API) $(VENV)/bin/prefect worker start --pool fashionvlp
+
+# deploy/team/compose.yaml's servers without Docker: MLflow and Prefect on a real local PostgreSQL.
+team-check: setup
+	$(PY) -m pip install -q "psycopg2-binary==2.9.13"
+	$(PY) deploy/team/check_services.py
 
 # The embedded catalog: fetch it from the DVC remote, or regenerate it and check it against data.dvc.
 data: setup

@@ -297,8 +297,9 @@ class Params(Rooted):
         return f"sqlite:///{self.resolve(self.tracking.store)}"
 
     @property
-    def artifact_location(self) -> str:
-        return self.resolve(self.tracking.artifact_root).as_uri()
+    def artifact_location(self) -> str | None:
+        """The local artifact root for the local store; with a tracking server, the server's (None)."""
+        return None if self.tracking.uri else self.resolve(self.tracking.artifact_root).as_uri()
 
     def flat(self) -> dict[str, Any]:
         """Dotted keys → values, for logging as MLflow params."""

@@ -26,12 +26,13 @@ MAX_PARAM_LENGTH = 6000
 class Tracking:
     tracking_uri: str
     experiment: str
-    artifact_location: str
+    # None: the tracking server's own artifact store (mlflow-artifacts:/, e.g. S3 behind it).
+    artifact_location: str | None
 
     def __post_init__(self) -> None:
         if self.tracking_uri.startswith("sqlite:///"):
             Path(self.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        if self.artifact_location.startswith("file://"):
+        if self.artifact_location and self.artifact_location.startswith("file://"):
             Path(self.artifact_location.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         found = self.client.get_experiment_by_name(self.experiment)
