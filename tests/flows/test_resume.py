@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import REPO, TINY_MODEL, scratch_repo
 
 
@@ -27,7 +29,8 @@ def test_killed_during_pretraining_the_rerun_resumes_from_the_checkpoint(tiny_ca
     deadline = time.time() + 300
     while not list((out / "checkpoints").glob("step_*")):
         assert first.poll() is None, f"the flow ended before a checkpoint:\n{first_log.read_text()[-3000:]}"
-        assert time.time() < deadline, "no checkpoint within 300 s"
+        if time.time() > deadline:                          # a hang guard, not a speed check
+            pytest.fail("no checkpoint appeared within 300 s")
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)                  # the fault: the whole flow process group, at once
     first.wait(30)
