@@ -28,7 +28,6 @@ from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
-from fashionvlp.env import share_cpu_threads  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
 from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
@@ -129,7 +128,7 @@ def _rows(parameters: AblationParameters) -> list[tuple[str, str, list[str] | No
 
 # Training runs in worker processes: Accelerate's state is per process, so threads cannot share it.
 @flow(name="ablation", log_prints=True,
-      task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=share_cpu_threads, initargs=(2,)))
+      task_runner=ProcessPoolTaskRunner(max_workers=2))
 def ablation(parameters: AblationParameters = AblationParameters()) -> dict:
     logger = get_run_logger()
     params = parameters.load()
@@ -222,8 +221,7 @@ def main(argv: list[str]) -> int:
                                 "kgflip_rows": [] if "kgflip" not in only else list(KGFLIP_ROWS)}
     parameters = AblationParameters(**flow_options(argv, ["tiny"]), out=out, **rows)
     params = parameters.load()
-    runner = ProcessPoolTaskRunner(max_workers=parameters.workers, initializer=share_cpu_threads,
-                                   initargs=(parameters.workers,))
+    runner = ProcessPoolTaskRunner(max_workers=parameters.workers)
     out = ablation.with_options(task_runner=runner)(parameters)
     print(Path(out["markdown"]).read_text())
     print(f"MLflow run: {out['run_id']} (store {params.tracking_uri}); table: {out['markdown']}")

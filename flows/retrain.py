@@ -25,7 +25,6 @@ from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.data import validation as validation_module  # noqa: E402
 from fashionvlp.data.versioning import commit_stages, stage_up_to_date  # noqa: E402
-from fashionvlp.env import share_cpu_threads  # noqa: E402
 from fashionvlp.evaluation.formatting import format_result  # noqa: E402
 from fashionvlp.evaluation.report import write_report  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
@@ -115,7 +114,7 @@ def finetune(parameters: RetrainParameters, task_name: str, model_dir: str, cata
 
 
 @flow(name="downstream",
-      task_runner=ProcessPoolTaskRunner(max_workers=2, initializer=share_cpu_threads, initargs=(2,)))
+      task_runner=ProcessPoolTaskRunner(max_workers=2))
 def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, parent_run_id: str,
                tasks: list[str]) -> dict:
     """Zero-shot XMR of the pre-trained model and the fine-tuning of every task, fanned out.
@@ -204,8 +203,7 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         skipped = sorted(set(params.finetune.tasks) - set(tasks))
         if skipped:
             logger.info("skipped (the %s architecture cannot run them): %s", params.model.arch, ", ".join(skipped))
-        runner = ProcessPoolTaskRunner(max_workers=params.finetune.workers, initializer=share_cpu_threads,
-                                       initargs=(params.finetune.workers,))
+        runner = ProcessPoolTaskRunner(max_workers=params.finetune.workers)
         outcomes = downstream.with_options(task_runner=runner)(parameters, pretrained["model_dir"],
                                                                version["catalog"], run_id, tasks)
         for label, outcome in outcomes.items():

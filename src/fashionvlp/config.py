@@ -140,6 +140,8 @@ class VQVAEConfig(StrictModel):
     # Images the VQ-VAE trains on and labels; test images stay unseen by every pre-training stage.
     splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val"])
     reconstructions: int = Field(8, ge=1, le=64)
+    # torch/BLAS threads (results are bit-reproducible for a given count only).
+    threads: int = Field(2, ge=1)
 
 
 class PACConfig(StrictModel):
@@ -175,6 +177,8 @@ class PretrainConfig(StrictModel):
     keep_checkpoints: int = Field(2, ge=1)
     # Resume from the newest checkpoint in the output directory when there is one.
     resume: bool = True
+    # torch/BLAS threads of the training process: results are bit-reproducible for a given count only.
+    threads: int = Field(2, ge=1)
 
     @model_validator(mode="after")
     def _objectives(self) -> "PretrainConfig":
@@ -210,6 +214,8 @@ class FinetuneConfig(StrictModel):
         default_factory=lambda: ["xmr", "classification", "tgir", "ocir", "attributes"])
     # Fine-tuning processes the retrain flow runs side by side (Prefect process pool).
     workers: int = Field(2, ge=1)
+    # torch/BLAS threads of each fine-tuning, standalone or in the pool (results depend on the count).
+    threads: int = Field(1, ge=1)
 
 
 class EvaluationConfig(StrictModel):
@@ -223,6 +229,10 @@ class EvaluationConfig(StrictModel):
     seed: int = 0
     # XMR: re-rank each query's ITC top-k with the ITM head (BLIP); 0 switches it off.
     rerank_k: int = Field(0, ge=0)
+    # 95% intervals: percentile bootstrap over the evaluation units, seeded by ``seed``.
+    bootstrap_resamples: int = Field(1000, ge=100)
+    # torch/BLAS threads of an evaluation (embeddings depend on the count in their last bits).
+    threads: int = Field(1, ge=1)
 
 
 class TrackingConfig(StrictModel):

@@ -12,8 +12,16 @@ def quiet_offline() -> None:
         os.environ.setdefault(key, value)
 
 
-def share_cpu_threads(processes: int) -> None:
-    """In one of ``processes`` worker processes: take an equal share of the CPU cores for torch."""
-    import torch
+def fix_threads(threads: int) -> dict[str, int]:
+    """Sets torch's intra-op threads and the BLAS/OpenMP pools to ``threads``, and returns what was set.
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(processes, 1)))
+    A float reduction split over another number of threads adds in another order, so the same run gives
+    other bits (and an undertrained model other metrics) on a machine or in a process pool with another
+    core count. Each stage therefore runs with the thread count its config names, wherever it runs.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)
+    return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count() or 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fashionvlp.evaluation.bootstrap import format_interval
 from fashionvlp.evaluation.retrieval import format_xmr
 
 
@@ -9,9 +10,42 @@ def _recalls(row: dict) -> str:
     return "  ".join(f"{k} {v:.2f}" for k, v in row.items() if k.startswith("R@"))
 
 
+def format_headline(result: dict) -> str:
+    """``ITR 29.07 [27.2, 30.9] (37% of the ceiling 78.10 [77.0, 79.2])``, one entry per headline number."""
+    intervals, ceiling = result.get("intervals", {}), result.get("ceiling") or {}
+    parts = []
+    for name, value in result["headline"].items():
+        text = f"{name} {format_interval(value, intervals.get(name))}"
+        if name in ceiling.get("of_ceiling", {}):
+            text += (f" ({ceiling['of_ceiling'][name]:.0f}% of the ceiling "
+                     f"{format_interval(ceiling['headline'][name], ceiling.get('intervals', {}).get(name))})")
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _ceiling_lines(result: dict, indent: str) -> list[str]:
+    ceiling = result.get("ceiling")
+    if not ceiling:
+        return []
+    lines = [f"{indent}[ceiling — {ceiling['protocol']}]"]
+    if result["task"] == "xmr":
+        for proto in ("paper", "full"):
+            for direction in ("ITR", "TIR"):
+                lines.append(f"{indent}  {proto} {direction}: " + _recalls(ceiling[proto][direction]))
+    elif result["task"] == "tgir":
+        lines.append(f"{indent}  mean: {_recalls(ceiling['mean'])}  (R@10+R@50)/2 {ceiling['mean']['mean']:.2f}")
+    elif result["task"] == "attributes":
+        named = ceiling["text_names_value"]
+        lines.append(f"{indent}  the text names the labelled value: " + ", ".join(
+            f"{k} {v:.1f}%" for k, v in named.items() if k != "average") + f"; average {named['average']:.1f}%")
+    return lines
+
+
 def format_result(result: dict, indent: str = "  ") -> list[str]:
     task = result["task"]
     lines = [f"{task} of {result['model']} ({result['arch']}) on the {result['split']} split"]
+    if "intervals" in result:
+        lines.append(f"{indent}headline (95% bootstrap interval): {format_headline(result)}")
     if task == "xmr":
         lines += format_xmr(result, indent)
         if "rerank" in result:
@@ -54,4 +88,4 @@ def format_result(result: dict, indent: str = "  ") -> list[str]:
         lines.append(f"{indent}  BLEU-4 {result['BLEU-4']:.2f} over {result['products']} products")
         for ex in result["examples"]:
             lines.append(f"{indent}  {ex['product_id']}: {ex['generated']!r}  (title: {ex['title']!r})")
-    return lines
+    return lines + _ceiling_lines(result, indent)

@@ -8,18 +8,56 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
-    """Share of queries (rows) with at least one relevant item among their top-k scores, in percent.
+TIES = ("pessimistic", "expected")
 
-    ``scores`` and ``relevant`` are [queries, gallery]; ties are broken by gallery order (stable sort).
+
+def first_hit_ranks(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """Per query (row), the 0-based rank of its best-scored relevant item, ties broken *against* it.
+
+    Every non-relevant item that scores at least as high as the best relevant one ranks above it, so a
+    model that scores everything alike ranks the positive last (never first by gallery order). NaN
+    scores count as -inf. A row without a relevant item gets rank = gallery size (never a hit).
     """
+    scores, relevant = _checked(scores, relevant)
+    best = np.where(relevant, scores, -np.inf).max(axis=1, initial=-np.inf)
+    above = (~relevant & (scores >= best[:, None])).sum(axis=1)
+    return np.where(relevant.any(axis=1), above, scores.shape[1])
+
+
+def hits_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+              ties: str = "pessimistic") -> np.ndarray:
+    """[queries, len(ks)]: 1 where the query has a relevant item in its top k, else 0.
+
+    ``ties="pessimistic"``: items scoring the same as the positive rank above it (``first_hit_ranks``).
+    ``ties="expected"``: ties are broken uniformly at random and the hit is its probability, the
+    expected recall of an oracle whose scores are coarse counts (one relevant item per row).
+    """
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}, not {ties!r}")
+    ks_arr = np.asarray(ks)[None, :]
+    if ties == "pessimistic":
+        return (first_hit_ranks(scores, relevant)[:, None] < ks_arr).astype(np.float64)
+    scores, relevant = _checked(scores, relevant)
+    best = np.where(relevant, scores, -np.inf).max(axis=1, initial=-np.inf)
+    higher = (~relevant & (scores > best[:, None])).sum(axis=1)[:, None]
+    tied = (~relevant & (scores == best[:, None])).sum(axis=1)[:, None]
+    # The positive is equally likely at each of positions higher … higher + tied.
+    expected = np.clip((ks_arr - higher) / (tied + 1), 0.0, 1.0)
+    return np.where(relevant.any(axis=1)[:, None], expected, 0.0)
+
+
+def recall_at_k(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = (1, 5, 10),
+                ties: str = "pessimistic") -> dict[int, float]:
+    """Share of queries (rows) with a relevant item among their top-k scores, in percent (see ``hits_at_k``)."""
+    hits = hits_at_k(scores, relevant, ks, ties)
+    return {k: float(hits[:, i].mean() * 100.0) for i, k in enumerate(ks)}
+
+
+def _checked(scores: np.ndarray, relevant: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores, relevant = np.asarray(scores, dtype=np.float64), np.asarray(relevant, dtype=bool)
     if scores.shape != relevant.shape or scores.ndim != 2:
         raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must be the same [Q, G] shape")
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranked = np.take_along_axis(relevant, order, axis=1)
-    first_hit = np.where(ranked.any(1), ranked.argmax(1), np.iinfo(np.int64).max)
-    return {k: float((first_hit < k).mean() * 100.0) for k in ks}
+    return np.where(np.isnan(scores), -np.inf, scores), relevant
 
 
 def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fashionvlp.evaluation.metrics import recall_at_k
+from fashionvlp.evaluation.metrics import hits_at_k
 
 KS = (1, 5, 10)
 
@@ -62,43 +62,90 @@ def paper_protocol_label(subcategories: Sequence[str], protocol: PaperProtocol, 
     return protocol.label + f"; FALLBACK: smaller galleries for {listed}"
 
 
-def paper_protocol(image: np.ndarray, text: np.ndarray, subcategories: Sequence[str],
-                   protocol: PaperProtocol = PaperProtocol(), allow_fallback: bool = False) -> dict:
-    """Row i of ``image`` and ``text`` is one product. Returns {"ITR": {R@k}, "TIR": {R@k}, "protocol": label}."""
+def cosine_scores(image: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """[N, N]: cosine of image i with text j (row i of each is one product)."""
+    return _cosine(image, text)
+
+
+@dataclass(frozen=True)
+class PaperGalleries:
+    """The papers' protocol's draws, independent of any model: per repeat and direction, the query rows and
+    each one's gallery (column 0 the positive, then same-subcategory negatives; -1 pads a fallback)."""
+
+    queries: dict[str, np.ndarray]     # direction → [repeats × queries]
+    galleries: dict[str, np.ndarray]   # direction → [repeats × queries, 1 + negatives]
+    label: str
+
+
+def paper_galleries(subcategories: Sequence[str], protocol: PaperProtocol = PaperProtocol(),
+                    allow_fallback: bool = False) -> PaperGalleries:
     label = paper_protocol_label(subcategories, protocol, allow_fallback)
     subcategories = np.asarray(subcategories)
-    members = {s: np.flatnonzero(subcategories == s) for s in np.unique(subcategories)}
     n = len(subcategories)
+    members = {s: np.flatnonzero(subcategories == s) for s in np.unique(subcategories)}
     rng = np.random.default_rng(protocol.seed)
-    results: dict[str, list[dict[int, float]]] = {"ITR": [], "TIR": []}
+    queries: dict[str, list] = {"ITR": [], "TIR": []}
+    galleries: dict[str, list] = {"ITR": [], "TIR": []}
     for _ in range(protocol.repeats):
-        for direction, (queries_emb, gallery_emb) in {"ITR": (image, text), "TIR": (text, image)}.items():
+        for direction in ("ITR", "TIR"):
             query_ids = rng.choice(n, size=min(protocol.queries, n), replace=False)
-            scores = []
-            for q in query_ids:
-                pool = members[subcategories[q]]
-                pool = pool[pool != q]
-                negatives = rng.choice(pool, size=min(protocol.negatives, len(pool)), replace=False)
-                gallery = np.concatenate([[q], negatives])
-                scores.append(_cosine(queries_emb[q:q + 1], gallery_emb[gallery])[0])
-            width = max(len(s) for s in scores)
-            padded = np.full((len(scores), width), -np.inf)
-            for row, s in enumerate(scores):
-                padded[row, :len(s)] = s
-            relevant = np.zeros_like(padded, dtype=bool)
-            relevant[:, 0] = True
-            results[direction].append(recall_at_k(padded, relevant, KS))
-    out = {d: {f"R@{k}": float(np.mean([r[k] for r in runs])) for k in KS} for d, runs in results.items()}
-    return {**out, "protocol": label}
+            gallery = np.full((len(query_ids), 1 + protocol.negatives), -1)
+            gallery[:, 0] = query_ids
+            for sub, pool in members.items():
+                rows = np.flatnonzero(subcategories[query_ids] == sub)
+                if not len(rows):
+                    continue
+                # Random keys per (query, pool member), the query's own key +inf: the smallest keys are a
+                # uniform draw without replacement from the rest of its subcategory.
+                keys = rng.random((len(rows), len(pool)))
+                keys[pool[None, :] == query_ids[rows][:, None]] = np.inf
+                take = min(protocol.negatives, len(pool) - 1)
+                gallery[rows, 1:1 + take] = pool[np.argsort(keys, axis=1, kind="stable")[:, :take]]
+            queries[direction].append(query_ids)
+            galleries[direction].append(gallery)
+    return PaperGalleries({d: np.concatenate(q) for d, q in queries.items()},
+                          {d: np.concatenate(g) for d, g in galleries.items()}, label)
+
+
+def paper_hits(scores: np.ndarray, galleries: PaperGalleries, ties: str = "pessimistic",
+               ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
+    """direction → [rows, len(ks)] hits, from ``scores[i, j]`` = image i vs text j (TIR reads it transposed)."""
+    out = {}
+    for direction, matrix in (("ITR", scores), ("TIR", scores.T)):
+        q, gallery = galleries.queries[direction], galleries.galleries[direction]
+        gathered = np.where(gallery >= 0, matrix[q[:, None], np.maximum(gallery, 0)], -np.inf)
+        relevant = np.zeros_like(gathered, dtype=bool)
+        relevant[:, 0] = True
+        out[direction] = hits_at_k(gathered, relevant, ks, ties)
+    return out
+
+
+def summarize_hits(hits: dict[str, np.ndarray], label: str, ks: Sequence[int] = KS) -> dict:
+    """{"ITR": {R@k}, "TIR": {R@k}, "protocol": label}: recall in percent over every row."""
+    return {**{d: {f"R@{k}": float(h[:, i].mean() * 100) for i, k in enumerate(ks)} for d, h in hits.items()},
+            "protocol": label}
+
+
+def paper_protocol(image: np.ndarray, text: np.ndarray, subcategories: Sequence[str],
+                   protocol: PaperProtocol = PaperProtocol(), allow_fallback: bool = False) -> dict:
+    """Row i of ``image`` and ``text`` is one product. Returns {"ITR": {R@k}, "TIR": {R@k}, "protocol": label};
+    the R@K of every row of the 5 repeats pooled (equal to averaging the repeats, whose sizes are equal)."""
+    galleries = paper_galleries(subcategories, protocol, allow_fallback)
+    return summarize_hits(paper_hits(_cosine(image, text), galleries), galleries.label)
+
+
+def full_gallery_hits(scores: np.ndarray, ties: str = "pessimistic", ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
+    relevant = np.eye(len(scores), dtype=bool)
+    return {"ITR": hits_at_k(scores, relevant, ks, ties), "TIR": hits_at_k(scores.T, relevant, ks, ties)}
+
+
+def full_gallery_label(n: int) -> str:
+    return f"full gallery: {n} queries/direction against all {n} items"
 
 
 def full_gallery(image: np.ndarray, text: np.ndarray) -> dict:
     """Every product queries the whole gallery of the other modality; its own row is the one positive."""
-    scores = _cosine(image, text)
-    relevant = np.eye(len(image), dtype=bool)
-    return {"ITR": {f"R@{k}": v for k, v in recall_at_k(scores, relevant, KS).items()},
-            "TIR": {f"R@{k}": v for k, v in recall_at_k(scores.T, relevant, KS).items()},
-            "protocol": f"full gallery: {len(image)} queries/direction against all {len(image)} items"}
+    return summarize_hits(full_gallery_hits(_cosine(image, text)), full_gallery_label(len(image)))
 
 
 def format_xmr(result: dict, indent: str = "  ") -> list[str]:

@@ -44,16 +44,56 @@ def task_heads(params: Params, task, model, model_dir: Path, catalog):
 
 
 def run_task_evaluation(params: Params, task, model, heads, catalog, model_dir: Path, out: Path) -> dict:
+    """The task's metrics, its headline numbers with 95% bootstrap intervals, its attribute-oracle ceiling
+    where the catalog has labels, and ``<out>/<task>.outcomes.npz`` (the per-unit evidence the gate pairs)."""
+    from fashionvlp.data.versioning import dir_md5
+    from fashionvlp.env import fix_threads
+    from fashionvlp.evaluation.outcomes import outcomes_path, write_outcomes
     from fashionvlp.tasks.base import TaskEvaluation
 
-    cfg = model.model_config
+    cfg, ev_cfg = model.model_config, params.evaluation
+    threads = fix_threads(ev_cfg.threads)
     out.mkdir(parents=True, exist_ok=True)
-    ev = TaskEvaluation(params, model, heads, catalog, params.evaluation.split, out, cfg.image.image_size,
+    ev = TaskEvaluation(params, model, heads, catalog, ev_cfg.split, out, cfg.image.image_size,
                         cfg.text.max_length, Path(model_dir))
     metrics = task.evaluate(ev)
+    outcomes = metrics.pop("outcomes", {})
+    headline = task.headline(metrics)
+    intervals = _intervals(task.name, outcomes, headline, ev_cfg)
+    ceiling = metrics.get("ceiling")
+    if ceiling is not None:
+        ceiling_outcomes = ceiling.pop("outcomes", {})
+        ceiling["headline"] = task.headline(ceiling)
+        ceiling["intervals"] = _intervals(f"{task.name} ceiling", ceiling_outcomes, ceiling["headline"], ev_cfg)
+        ceiling["of_ceiling"] = {k: 100.0 * v / ceiling["headline"][k] for k, v in headline.items()
+                                 if ceiling["headline"].get(k)}
+    fingerprint = {"task": task.name, "split": ev.split, "catalog_md5": dir_md5(catalog.root),
+                   "protocols": protocol_labels(metrics), "seed": ev_cfg.seed}
+    path = write_outcomes(outcomes_path(out, task.name), outcomes, fingerprint) if outcomes else None
     meta = json.loads((Path(model_dir) / "model.json").read_text())
     return {"task": task.name, "split": ev.split, "model": str(model_dir), "arch": meta["arch"],
-            "steps": meta.get("steps"), **metrics, "headline": task.headline(metrics)}
+            "steps": meta.get("steps"), **metrics, "headline": headline, "intervals": intervals,
+            "evaluation": {**fingerprint, "outcomes_file": str(path) if path else None, **threads,
+                           "bootstrap_resamples": ev_cfg.bootstrap_resamples}}
+
+
+def _intervals(what: str, outcomes: dict, headline: dict[str, float], ev_cfg) -> dict[str, dict]:
+    from fashionvlp.evaluation.bootstrap import interval
+
+    out = {}
+    for name, outcome in outcomes.items():
+        ci = interval(outcome, ev_cfg.seed, ev_cfg.bootstrap_resamples, what=f"{what} {name}")
+        if name in headline and abs(ci.value - headline[name]) > 1e-6:
+            raise RuntimeError(f"{what} {name}: the per-unit outcomes give {ci.value}, the headline {headline[name]}")
+        out[name] = ci.as_dict()
+    return out
+
+
+def protocol_labels(result: dict) -> list[str]:
+    """Every protocol label in a result (top level and one level down), for the evaluation's fingerprint."""
+    labels = [result["protocol"]] if isinstance(result.get("protocol"), str) else []
+    labels += [v["protocol"] for k, v in result.items() if k != "ceiling" and isinstance(v, dict) and "protocol" in v]
+    return sorted(labels)
 
 
 def log_evaluation(tracking, run_id: str, result: dict, out: Path, json_path: Path) -> None:
@@ -62,11 +102,27 @@ def log_evaluation(tracking, run_id: str, result: dict, out: Path, json_path: Pa
     task = result["task"]
     tracking.log_params(run_id, {"split": result["split"], "model": result["model"]}
                         | {f"protocol.{k}": v["protocol"] if isinstance(v, dict) and "protocol" in v else v
-                           for k, v in result.items() if k == "protocol" or (isinstance(v, dict) and "protocol" in v)})
-    tracking.log_metrics(run_id, flat_numbers({k: v for k, v in result.items() if k not in ("steps",)}, task))
+                           for k, v in result.items() if k == "protocol" or (isinstance(v, dict) and "protocol" in v)}
+                        | {f"evaluation.{k}": v for k, v in result.get("evaluation", {}).items()
+                           if k in ("seed", "torch_threads", "bootstrap_resamples", "catalog_md5")})
+    numbers = {k: v for k, v in result.items() if k not in ("steps", "intervals", "evaluation")}
+    if "ceiling" in numbers:
+        numbers["ceiling"] = {k: v for k, v in numbers["ceiling"].items() if k != "intervals"}
+    metrics = (flat_numbers(numbers, task) | interval_metrics(f"{task}.headline", result)
+               | interval_metrics(f"{task}.ceiling.headline", result.get("ceiling", {})))
+    tracking.log_metrics(run_id, metrics)
     tracking.log_artifact(run_id, json_path, "eval")
+    outcomes = result.get("evaluation", {}).get("outcomes_file")
+    if outcomes:
+        tracking.log_artifact(run_id, Path(outcomes), "eval")
     if (out / "plots").is_dir():
         tracking.log_artifacts(run_id, out / "plots", "plots")
+
+
+def interval_metrics(prefix: str, result: dict) -> dict[str, float]:
+    """``<prefix>.<headline>.ci_low`` / ``.ci_high`` (MLflow names: ``@`` → ``_at_``)."""
+    return {f"{prefix}.{name}.{side}".replace("@", "_at_"): ci[side]
+            for name, ci in result.get("intervals", {}).items() for side in ("ci_low", "ci_high")}
 
 
 def evaluate(params: Params, task_name: str, model_dir: Path, catalog: Path | None = None, out: Path | None = None,

@@ -52,7 +52,7 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
     loop_cfg = params.pretrain.model_copy(update={
         "objectives": spec.objectives, "combine": "sum", "steps": task_cfg.steps,
         "batch_size": task_cfg.batch_size, "lr": task_cfg.lr, "warmup_steps": task_cfg.warmup_steps,
-        "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1)})
+        "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1), "threads": params.finetune.threads})
     out = Path(out or finetune_dir(params, task))
     catalog_root = Path(catalog or params.catalog_dir)
     prepared = prepare(params, catalog_root, out=out, objectives=spec.objectives, init_from=init_from,

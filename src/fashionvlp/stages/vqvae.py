@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fashionvlp.env import fix_threads
 from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import read_catalog
 from fashionvlp.data.patch_labels import write_patch_labels
@@ -120,6 +121,7 @@ def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, pare
     log.info("VQ-VAE: %d images at %d px, grid %s, %d codes", len(paths), size, grid, cfg.codebook_size)
     images = _load_images(catalog_root, paths, size)
 
+    fix_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model = VQVAE(factor, cfg.hidden_channels, cfg.code_dim, cfg.codebook_size, cfg.ema_decay,
                   cfg.commitment_weight, cfg.dead_code_threshold)

@@ -17,6 +17,7 @@ from fashionvlp.data.pretrain_dataset import label_maps
 from fashionvlp.data.schema import Product
 from fashionvlp.evaluation.embed import product_batches
 from fashionvlp.evaluation.metrics import accuracy, macro_f1
+from fashionvlp.evaluation.outcomes import MeanOutcome
 from fashionvlp.objectives.base import Objective, register_objective
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
@@ -72,6 +73,10 @@ def evaluate(ev: TaskEvaluation) -> dict:
     products = ev.products()
     result = evaluate_classification(ev.model, ev.heads["classification"], ev.catalog, products, ev.image_size,
                                      ev.max_length)
+    ids = [p.product_id for p in products]
+    # one unit per product: 100 when its (sub)category is right
+    outcomes = {name: MeanOutcome.rows(ids, [100.0 * (t == p) for t, p in result[name]["predictions"]])
+                for name in ("CR", "SCR")}
     confusion = result["SCR"].pop("predictions")
     result["CR"].pop("predictions")
     path = ev.out / "plots" / "scr_confusion.csv"
@@ -80,7 +85,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
         writer = csv.writer(f)
         writer.writerow(["actual", "predicted"])
         writer.writerows(confusion)
-    return {"products": len(products), **result}
+    return {"products": len(products), **result, "outcomes": outcomes}
 
 
 register_task(DownstreamTask(

@@ -17,7 +17,8 @@ from torch import nn
 from fashionvlp.data.pretrain_dataset import ImageTransform, label_maps
 from fashionvlp.data.schema import Outfit, Product
 from fashionvlp.evaluation.embed import image_embeddings
-from fashionvlp.evaluation.metrics import recall_at_k
+from fashionvlp.evaluation.metrics import hits_at_k
+from fashionvlp.evaluation.outcomes import MeanOutcome
 from fashionvlp.models.interface import masked_mean
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
 from fashionvlp.tasks.base import (DownstreamTask, ProductRowsDataset, TaskData, TaskEvaluation, check_references,
@@ -130,21 +131,28 @@ def evaluate(ev: TaskEvaluation) -> dict:
         scores = (query / np.linalg.norm(query)) @ (gallery / np.linalg.norm(gallery, axis=1, keepdims=True)).T
         relevant = np.zeros_like(scores, dtype=bool)
         relevant[0, positions[blank.category][blank.product_id]] = True
-        queries_by_category.setdefault(blank.category, []).append((scores, relevant))
-    per_category, curves = {}, {}
+        queries_by_category.setdefault(blank.category, []).append((o.outfit_id, scores, relevant))
+    per_category, curves, units, strata, values = {}, {}, [], [], []
     for category, rows in sorted(queries_by_category.items()):
-        curve = [recall_at_k(s, r, CURVE_KS) for s, r in rows]
-        curves[category] = {k: float(np.mean([x[k] for x in curve])) for k in CURVE_KS}
-        recalls = [recall_at_k(s, r, KS) for s, r in rows]
-        per_category[category] = {**{f"R@{k}": float(np.mean([x[k] for x in recalls])) for k in KS},
+        scores = [s for _, s, _ in rows]
+        relevant = [r for _, _, r in rows]
+        curve = np.concatenate([hits_at_k(s, r, CURVE_KS) for s, r in zip(scores, relevant)])
+        curves[category] = {k: float(curve[:, i].mean() * 100) for i, k in enumerate(CURVE_KS)}
+        hits = np.concatenate([hits_at_k(s, r, KS) for s, r in zip(scores, relevant)])
+        per_category[category] = {**{f"R@{k}": float(hits[:, i].mean() * 100) for i, k in enumerate(KS)},
                                   "queries": len(rows), "candidates": len(by_category[category])}
+        units += [outfit_id for outfit_id, _, _ in rows]
+        strata += [category] * len(rows)
+        values.append(hits.mean(axis=1) * 100)
     write_curve(ev.out / "plots" / "ocir_recall_at_k.csv", CURVE_KS, curves)
     balanced = {f"R@{k}": float(np.mean([c[f"R@{k}"] for c in per_category.values()])) for k in KS}
     total = sum(c["queries"] for c in per_category.values())
     overall = {f"R@{k}": float(sum(c[f"R@{k}"] * c["queries"] for c in per_category.values()) / total) for k in KS}
     return {"outfits": len(outfits), "categories": per_category, "balanced": balanced, "all_queries": overall,
+            # one unit per outfit query, stratified by the blank's category (the headline is balanced)
+            "outcomes": {"OCIR": MeanOutcome.rows(units, np.concatenate(values), strata)},
             "protocol": "one seeded blank per outfit; candidates = evaluation-split products of the blank's category; "
-                        "R@K averaged per category, then over categories (balanced)"}
+                        "R@K averaged per category, then over categories (balanced); ties rank above the blank"}
 
 
 register_task(DownstreamTask(

@@ -16,7 +16,10 @@ from torch import nn
 
 from fashionvlp.evaluation.embed import embed_products, product_batches
 from fashionvlp.evaluation.metrics import recall_at_k
-from fashionvlp.evaluation.retrieval import PaperProtocol, full_gallery, paper_protocol, paper_protocol_label
+from fashionvlp.evaluation import oracle
+from fashionvlp.evaluation.outcomes import MeanOutcome
+from fashionvlp.evaluation.retrieval import (PaperProtocol, cosine_scores, full_gallery_hits, full_gallery_label,
+                                            paper_galleries, paper_hits, summarize_hits)
 from fashionvlp.models.image_encoders import ModelInputError
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
@@ -32,22 +35,35 @@ def evaluate(ev: TaskEvaluation) -> dict:
     cfg = ev.params.evaluation
     products = ev.products()
     protocol = _protocol(ev)
-    paper_protocol_label([p.subcategory for p in products], protocol, cfg.allow_fallback)  # fails before embedding
+    galleries = paper_galleries([p.subcategory for p in products], protocol, cfg.allow_fallback)  # before embedding
     emb = embed_products(ev.model, ev.catalog, products, ev.image_size, ev.max_length)
-    result = {"products": len(products),
-              "paper": paper_protocol(emb.image, emb.text, emb.subcategories, protocol, cfg.allow_fallback),
-              "full": full_gallery(emb.image, emb.text)}
-    _write_curve(ev, emb.image, emb.text)
+    scores = cosine_scores(emb.image, emb.text)
+    paper, full = paper_hits(scores, galleries), full_gallery_hits(scores)
+    result = {"products": len(products), "paper": summarize_hits(paper, galleries.label),
+              "full": summarize_hits(full, full_gallery_label(len(products))),
+              "outcomes": _outcomes(products, galleries, paper)}
+    if oracle.has_visible_labels(ev.catalog.schema, products):
+        oracle_scores = oracle.retrieval_scores(ev.catalog.schema, products)
+        oracle_paper = paper_hits(oracle_scores, galleries, ties="expected")
+        result["ceiling"] = {"paper": summarize_hits(oracle_paper, galleries.label),
+                             "full": summarize_hits(full_gallery_hits(oracle_scores, "expected"),
+                                                    full_gallery_label(len(products))),
+                             "protocol": oracle.PROTOCOL, "outcomes": _outcomes(products, galleries, oracle_paper)}
+    _write_curve(ev, scores)
     if cfg.rerank_k > 0:
         result["rerank"] = rerank_with_itm(ev, products, emb.image, emb.text, protocol, cfg.rerank_k)
     return result
 
 
-def _write_curve(ev: TaskEvaluation, image: np.ndarray, text: np.ndarray) -> None:
+def _outcomes(products, galleries, hits: dict[str, np.ndarray]) -> dict[str, MeanOutcome]:
+    """Each query product is one unit; its rows (one per repeat that drew it) score mean R@1/5/10."""
+    ids = np.array([p.product_id for p in products])
+    return {d: MeanOutcome.rows(ids[galleries.queries[d]], hits[d].mean(axis=1) * 100) for d in ("ITR", "TIR")}
+
+
+def _write_curve(ev: TaskEvaluation, scores: np.ndarray) -> None:
     """Full-gallery recall@K for K in CURVE_KS (DVC plot ``plots/xmr_recall_at_k.csv``)."""
-    a = image / np.linalg.norm(image, axis=1, keepdims=True).clip(1e-12)
-    b = text / np.linalg.norm(text, axis=1, keepdims=True).clip(1e-12)
-    scores, relevant = a @ b.T, np.eye(len(a), dtype=bool)
+    relevant = np.eye(len(scores), dtype=bool)
     itr, tir = recall_at_k(scores, relevant, CURVE_KS), recall_at_k(scores.T, relevant, CURVE_KS)
     path = ev.out / "plots" / "xmr_recall_at_k.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,10 +100,7 @@ def rerank_with_itm(ev: TaskEvaluation, products, image: np.ndarray, text: np.nd
     head = itm_head(ev.model_dir, ev.model.hidden_size)
     ev.model.eval()
     single = PaperProtocol(protocol.queries, protocol.negatives, 1, protocol.seed)
-    subcategories = np.asarray([p.subcategory for p in products])
-    members = {s: np.flatnonzero(subcategories == s) for s in np.unique(subcategories)}
-    rng = np.random.default_rng(single.seed)
-    n = len(products)
+    galleries = paper_galleries([p.subcategory for p in products], single, ev.params.evaluation.allow_fallback)
     pixels_cache: dict[int, torch.Tensor] = {}
 
     def pixels_of(indices):
@@ -97,16 +110,15 @@ def rerank_with_itm(ev: TaskEvaluation, products, image: np.ndarray, text: np.nd
         pixels_cache.update(zip(missing, rows))
         return torch.stack([pixels_cache[i] for i in indices])
 
+    scores = cosine_scores(image, text)
     before, after, fused, started = {}, {}, 0, time.perf_counter()
-    for direction, (q_emb, g_emb) in {"ITR": (image, text), "TIR": (text, image)}.items():
+    for direction, matrix in (("ITR", scores), ("TIR", scores.T)):
         ranks_itc, ranks_itm = [], []
-        for q in rng.choice(n, size=min(single.queries, n), replace=False):
-            pool = members[subcategories[q]]
-            pool = pool[pool != q]
-            gallery = np.concatenate([[q], rng.choice(pool, size=min(single.negatives, len(pool)), replace=False)])
-            sims = (q_emb[q] / np.linalg.norm(q_emb[q])) @ (g_emb[gallery] / np.linalg.norm(g_emb[gallery], axis=1,
-                                                                                               keepdims=True)).T
-            order = np.argsort(-sims, kind="stable")
+        for q, row in zip(galleries.queries[direction], galleries.galleries[direction]):
+            # The positive goes last, so a stable sort ranks every tie above it (ties count against it).
+            gallery = np.append(row[1:][row[1:] >= 0], q)
+            positive = len(gallery) - 1
+            order = np.argsort(-matrix[q, gallery], kind="stable")
             top = order[:k]
             pairs = [(q, gallery[j]) if direction == "ITR" else (gallery[j], q) for j in top]  # (image, text)
             enc = ev.model.tokenizer([products[t].text for _, t in pairs], padding=True, truncation=True,
@@ -114,12 +126,12 @@ def rerank_with_itm(ev: TaskEvaluation, products, image: np.ndarray, text: np.nd
             itm = _itm_scores(ev.model, head, pixels_of([i for i, _ in pairs]), enc)
             fused += len(pairs)
             reordered = np.concatenate([top[np.argsort(-itm, kind="stable")], order[k:]])
-            ranks_itc.append(int(np.flatnonzero(order == 0)[0]))
-            ranks_itm.append(int(np.flatnonzero(reordered == 0)[0]))
+            ranks_itc.append(int(np.flatnonzero(order == positive)[0]))
+            ranks_itm.append(int(np.flatnonzero(reordered == positive)[0]))
         before[direction] = {f"R@{kk}": float(np.mean(np.array(ranks_itc) < kk) * 100) for kk in (1, 5, 10)}
         after[direction] = {f"R@{kk}": float(np.mean(np.array(ranks_itm) < kk) * 100) for kk in (1, 5, 10)}
     seconds = time.perf_counter() - started
-    queries = 2 * min(single.queries, n)
+    queries = len(galleries.queries["ITR"]) + len(galleries.queries["TIR"])
     return {"protocol": single.label + f"; ITM re-ranks the ITC top {k}", "k": k, "itc": before, "itc+itm": after,
             "cost": {"fused_passes": fused, "fused_passes_per_query": fused / queries, "seconds": round(seconds, 2),
                      "ms_per_query": round(seconds / queries * 1000, 2)}}

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fashionvlp.config import PretrainConfig
+from fashionvlp.env import fix_threads
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -89,6 +90,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
 
     accelerator = Accelerator(cpu=use_cpu(), mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    threads = fix_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     # The loader's own generator: starting an iterator draws a worker base seed, and drawing it from the
     # global RNG would shift dropout and masking after a resume (samples are seeded per index anyway).
@@ -122,6 +124,10 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
                     "resume is off" if not cfg.resume else "they were made with another config")
         shutil.rmtree(out / CHECKPOINTS)
     fingerprint_file.write_text(config_fingerprint)
+    if tracking is not None and accelerator.is_main_process:
+        tracking.log_params(run_id, {"repro.seed": cfg.seed, "repro.torch_threads": threads["torch_threads"],
+                                     "repro.cpu_count": threads["cpu_count"], "repro.torch": torch.__version__,
+                                     "repro.processes": accelerator.num_processes})
     history_file = out / "history.jsonl"
     history = [json.loads(line) for line in history_file.read_text().splitlines()] if history_file.exists() else []
     history = [row for row in history if row["step"] <= state.step]  # drop rows past the checkpoint
