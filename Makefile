@@ -45,11 +45,12 @@ test: setup
 # The papers' pre-training ablations at tiny scale on the embedded catalog: FashionViL's objective table
 # (derived/ablation/ablation.md) and KG-FLIP guided vs unguided (derived/ablation-kgflip/ablation.md),
 # which needs a longer attribute fine-tuning to learn anything at this scale.
+ABLATION_SEEDS ?= 3
 FASHIONVIL_ABLATION ?= --set=pretrain.steps=200 $(foreach t,xmr tgir classification ocir,--set=finetune.$(t).steps=100)
 KGFLIP_ABLATION ?= --set=pretrain.steps=400 --set=finetune.attributes.steps=600
 ablation: data
-	$(PY) flows/ablation.py --preset=tiny --only=fashionvil $(FASHIONVIL_ABLATION)
-	$(PY) flows/ablation.py --preset=tiny --only=kgflip --out=derived/ablation-kgflip $(KGFLIP_ABLATION)
+	$(PY) flows/ablation.py --preset=tiny --only=fashionvil --seeds=$(ABLATION_SEEDS) $(FASHIONVIL_ABLATION)
+	$(PY) flows/ablation.py --preset=tiny --only=kgflip --seeds=$(ABLATION_SEEDS) --out=derived/ablation-kgflip $(KGFLIP_ABLATION)
 
 # From fine-tuned models to production: export + register (challenger), the gate, then production.
 export: setup

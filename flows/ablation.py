@@ -9,7 +9,7 @@
 Writes ``derived/ablation/ablation.md`` and ``ablation.json`` (the table, the config and the protocols),
 and logs the table to an MLflow parent run with one nested run per row (its stage runs nested below).
 Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pretrain.steps=200]
-[--only=fashionvil|kgflip] [--out=DIR]``.
+[--only=fashionvil|kgflip] [--out=DIR] [--seeds=N]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ quiet_offline()
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from pydantic import Field  # noqa: E402
+import numpy as np  # noqa: E402
 
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
@@ -85,6 +86,8 @@ class AblationParameters(FlowParameters):
     fashionvil_rows: list[str] = Field(default_factory=lambda: list(FASHIONVIL_ROWS))
     kgflip_rows: list[str] = Field(default_factory=lambda: list(KGFLIP_ROWS))
     workers: int = Field(2, ge=1)
+    # Pre-training seeds per row (pretrain.seed = 0 … seeds-1; fine-tuning follows it): cells are mean ± std.
+    seeds: int = Field(1, ge=1)
     catalog: str | None = None        # default: the DVC-pinned catalog of paths.catalog
     out: str | None = None            # default: <paths.derived>/ablation
 
@@ -100,8 +103,9 @@ def patch_labels(parameters: AblationParameters, catalog: str) -> str:
 
 @task(name="pretrain-row")
 def pretrain_row(parameters: AblationParameters, overrides: list[str] | None, catalog: str, labels: str,
-                 out: str, parent_run_id: str) -> str:
-    params = parameters.load(overrides or [])
+                 out: str, parent_run_id: str, seed: int = 0) -> str:
+    """``overrides`` None: the no-pre-training row (its random initialisation is seeded by ``seed``)."""
+    params = parameters.load((overrides or []) + [f"pretrain.seed={seed}"])
     if overrides is None:
         return str(pretrain_stage.initial_model(params, Path(catalog), Path(out)))
     return str(pretrain_stage.pretrain(params, Path(catalog), Path(labels), Path(out),
@@ -145,26 +149,41 @@ def ablation(parameters: AblationParameters = AblationParameters()) -> dict:
         pending = []
         for family, label, overrides, tasks in rows:
             row_run = tracking.start_run(f"row: {label}", {"ablation.family": family, "ablation.row": label}, run_id)
-            out = root / family / slug(label)
-            model = pretrain_row.with_options(name=f"pretrain-{slug(label)}").submit(
-                parameters, overrides, catalog, labels, str(out / "pretrain"), row_run)
-            futures = [finetune_row_task.with_options(name=f"finetune-{slug(label)}-{t}").submit(
-                parameters, overrides, t, model, catalog, str(out / t), row_run) for t in tasks]
-            pending.append((family, label, row_run, futures))
-        table = {"fashionvil": {}, "kgflip": {}}
-        for family, label, row_run, futures in pending:
-            scores = {}
-            for future in futures:
-                scores.update(future.result()["headline"])
+            per_seed = []
+            for seed in range(parameters.seeds):
+                seeded = (overrides or []) + [f"pretrain.seed={seed}"]
+                out = root / family / slug(label) / f"seed-{seed}"
+                model = pretrain_row.with_options(name=f"pretrain-{slug(label)}-seed{seed}").submit(
+                    parameters, overrides, catalog, labels, str(out / "pretrain"), row_run, seed)
+                per_seed.append([finetune_row_task.with_options(name=f"finetune-{slug(label)}-{t}-seed{seed}").submit(
+                    parameters, seeded, t, model, catalog, str(out / t), row_run) for t in tasks])
+            pending.append((family, label, row_run, per_seed))
+        table, spread, values = {"fashionvil": {}, "kgflip": {}}, {"fashionvil": {}, "kgflip": {}}, \
+            {"fashionvil": {}, "kgflip": {}}
+        for family, label, row_run, per_seed in pending:
             columns = FASHIONVIL_COLUMNS if family == "fashionvil" else KGFLIP_COLUMNS
-            row = {c: scores[c] for c in columns}
-            if family == "fashionvil":
-                row["Meta-sum"] = sum(row.values())
-            table[family][label] = row
-            tracking.log_metrics(row_run, {f"ablation.{k}".replace("@", "_at_"): v for k, v in row.items()})
+            seeds = []
+            for futures in per_seed:
+                scores = {}
+                for future in futures:
+                    scores.update(future.result()["headline"])
+                row = {c: scores[c] for c in columns}
+                if family == "fashionvil":
+                    row["Meta-sum"] = sum(row.values())
+                seeds.append(row)
+            table[family][label] = {c: float(np.mean([r[c] for r in seeds])) for c in seeds[0]}
+            spread[family][label] = {c: float(np.std([r[c] for r in seeds], ddof=1)) if len(seeds) > 1 else None
+                                     for c in seeds[0]}
+            values[family][label] = seeds
+            tracking.log_metrics(row_run, {f"ablation.{k}".replace("@", "_at_"): v
+                                           for k, v in table[family][label].items()}
+                                 | {f"ablation.{k}.std".replace("@", "_at_"): v
+                                    for k, v in spread[family][label].items() if v is not None})
             tracking.end_run(row_run)
-            logger.info("%s: %s", label, ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
-        result = {"table": table, "config": _config(params, parameters), "protocols": PROTOCOLS}
+            logger.info("%s: %s", label, ", ".join(f"{k} {_cell(table[family][label][k], spread[family][label][k])}"
+                                                   for k in table[family][label]))
+        result = {"table": table, "std": spread, "per_seed": values, "seeds": list(range(parameters.seeds)),
+                  "config": _config(params, parameters), "protocols": PROTOCOLS}
         root.mkdir(parents=True, exist_ok=True)
         (root / "ablation.json").write_text(json.dumps(result, indent=2))
         (root / "ablation.md").write_text(markdown(result))
@@ -198,7 +217,9 @@ def markdown(result: dict) -> str:
     lines = ["# Pre-training ablation (papers' form)", "",
              f"Config: presets {cfg['presets']} {' '.join(cfg['overrides'])}; image encoder {cfg['image']}, text "
              f"encoder {cfg['text']}; pre-training {cfg['pretrain_steps']} steps (batch {cfg['pretrain_batch_size']}); "
-             f"fine-tuning steps {cfg['finetune_steps']}; evaluated on the {cfg['evaluation_split']} split.", "",
+             f"fine-tuning steps {cfg['finetune_steps']}; evaluated on the {cfg['evaluation_split']} split; "
+             f"{len(result['seeds'])} pre-training seed(s) {result['seeds']}, each cell the mean ± the standard "
+             "deviation over seeds (sample std).", "",
              "Columns: " + "; ".join(f"{k} = {v}" for k, v in result["protocols"].items()) + ".", ""]
     for family, columns in (("fashionvil", FASHIONVIL_COLUMNS + ("Meta-sum",)), ("kgflip", KGFLIP_COLUMNS)):
         rows = result["table"][family]
@@ -208,10 +229,16 @@ def markdown(result: dict) -> str:
                   "| Pre-training tasks | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
         best = {c: max(r[c] for r in rows.values()) for c in columns}
         for label, row in rows.items():
-            cells = [f"**{row[c]:.2f}**" if row[c] == best[c] and len(rows) > 1 else f"{row[c]:.2f}" for c in columns]
+            std = result["std"][family][label]
+            cells = [f"**{_cell(row[c], std[c])}**" if row[c] == best[c] and len(rows) > 1 else _cell(row[c], std[c])
+                     for c in columns]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _cell(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def main(argv: list[str]) -> int:
@@ -219,7 +246,8 @@ def main(argv: list[str]) -> int:
     out = next((a.removeprefix("--out=") for a in argv if a.startswith("--out=")), None)
     rows = {} if not only else {"fashionvil_rows": [] if "fashionvil" not in only else list(FASHIONVIL_ROWS),
                                 "kgflip_rows": [] if "kgflip" not in only else list(KGFLIP_ROWS)}
-    parameters = AblationParameters(**flow_options(argv, ["tiny"]), out=out, **rows)
+    seeds = next((int(a.removeprefix("--seeds=")) for a in argv if a.startswith("--seeds=")), 1)
+    parameters = AblationParameters(**flow_options(argv, ["tiny"]), out=out, seeds=seeds, **rows)
     params = parameters.load()
     runner = ProcessPoolTaskRunner(max_workers=parameters.workers)
     out = ablation.with_options(task_runner=runner)(parameters)

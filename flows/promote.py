@@ -48,11 +48,8 @@ def production(parameters: FlowParameters) -> str:
 def promote(parameters: PromoteParameters = PromoteParameters()) -> dict:
     logger = get_run_logger()
     decision = gate(parameters)
-    logger.info("%s: challenger v%s %s (%s); champion v%s", decision["name"], decision["challenger"],
-                "PROMOTED" if decision["promoted"] else "not promoted", decision["reason"], decision["champion"])
-    for metric, c in decision["comparison"].items():
-        logger.info("  %s: challenger %.2f vs champion %.2f (margin %g) %s", metric, c["challenger"], c["champion"],
-                    c["margin"], "ok" if c["passed"] else "FAILED")
+    for line in promote_stage.describe(decision):
+        logger.info("%s", line)
     decision["production"] = None
     if parameters.set_production:
         if decision["promoted"]:

@@ -25,7 +25,7 @@ from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.data import validation as validation_module  # noqa: E402
 from fashionvlp.data.versioning import commit_stages, stage_up_to_date  # noqa: E402
-from fashionvlp.evaluation.formatting import format_result  # noqa: E402
+from fashionvlp.evaluation.formatting import format_headline, format_result  # noqa: E402
 from fashionvlp.evaluation.report import write_report  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.stages import evaluate as evaluate_stage  # noqa: E402
@@ -208,8 +208,12 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
                                                                version["catalog"], run_id, tasks)
         for label, outcome in outcomes.items():
             prefix = "pretrained" if label.endswith("(pre-trained)") else "finetuned"
-            tracking.log_metrics(run_id, {f"{prefix}.{outcome['metrics']['task']}.{k}".replace("@", "_at_"): v
-                                          for k, v in outcome["metrics"]["headline"].items()})
+            m = outcome["metrics"]
+            tracking.log_metrics(run_id, {f"{prefix}.{m['task']}.{k}".replace("@", "_at_"): v
+                                          for k, v in m["headline"].items()}
+                                 | evaluate_stage.interval_metrics(f"{prefix}.{m['task']}", m)
+                                 | {f"{prefix}.{m['task']}.{k}.ceiling".replace("@", "_at_"): v
+                                    for k, v in (m.get("ceiling") or {}).get("headline", {}).items()})
         report_md = evaluation_report(parameters, outcomes, run_id)
         bundle = registered = decision = None
         lacking = sorted(set(export_stage.ROLES.values()) - set(outcomes))
@@ -254,15 +258,14 @@ def report(out: dict) -> None:
     if out.get("registered"):
         r, g = out["registered"], out["gate"]
         print(f"ONNX bundle:     {out['bundle']}")
-        print(f"Registered:      {r['name']} version {r['version']} → alias challenger; gate: "
-              f"{'PROMOTED to champion' if g['promoted'] else 'not promoted'} ({g['reason']}); champion is "
-              f"v{g['champion']}. Production moves only by an explicit step: make promote (or fashionvlp "
-              f"production set), then make serve")
-    print("Downstream tasks (headline numbers; details with protocols below):")
+        print(f"Registered:      {r['name']} version {r['version']} → alias challenger. Production moves only "
+              "by an explicit step: make promote (or fashionvlp production set), then make serve")
+        print("Gate:            " + "\n                 ".join(promote_stage.describe(g)))
+    print("Downstream tasks (headline numbers with 95% bootstrap intervals over the evaluation units, and the "
+          "share of the attribute-oracle ceiling; details with protocols below):")
     for label, outcome in out["downstream"].items():
         m = outcome["metrics"]
-        print(f"  {label:<22} " + ", ".join(f"{k} {v:.2f}" for k, v in m["headline"].items())
-              + f"   ({m['split']} split)")
+        print(f"  {label:<22} " + format_headline(m) + f"   ({m['split']} split)")
     if out["skipped"]:
         print(f"  skipped (architecture lacks them): {', '.join(out['skipped'])}")
     for label, outcome in out["downstream"].items():

@@ -124,3 +124,28 @@ def scratch_repo(tmp_path: Path, catalog: Path, params: list[str] | None = None)
     shutil.copytree(REPO / "src" / "fashionvlp", repo / "src" / "fashionvlp",
                     ignore=shutil.ignore_patterns("__pycache__"))
     return repo
+
+
+def bundle_with_evidence(bundle: Path, out: Path, rates: dict[str, float], split: str = "test", units: int = 400,
+                         seed: int = 0) -> tuple[Path, dict[str, float]]:
+    """A copy of ``bundle`` whose evaluation outcomes say each gated metric (``task.HEADLINE``) hits at the
+    given rate on the same ``units`` products; returns (bundle, metrics for register_bundle). The hits are
+    nested — a higher rate hits every unit a lower one does plus more — as a better model would."""
+    import numpy as np
+
+    from fashionvlp.evaluation.outcomes import BUNDLE_DIR, MeanOutcome, outcomes_path, write_outcomes
+
+    shutil.copytree(bundle, out)
+    shutil.rmtree(out / BUNDLE_DIR, ignore_errors=True)
+    draws = np.random.default_rng(seed).random(units)
+    ids = [f"P{i:05d}" for i in range(units)]
+    by_task: dict[str, dict] = {}
+    for metric, rate in rates.items():
+        task, name = metric.split(".", 1)
+        by_task.setdefault(task, {})[name] = MeanOutcome.rows(ids, (draws < rate) * 100.0)
+    metrics = {}
+    for task, outcomes in by_task.items():
+        write_outcomes(outcomes_path(out / BUNDLE_DIR, task), outcomes,
+                       {"task": task, "split": split, "catalog_md5": "c0ffee", "protocols": ["p"], "seed": 0})
+        metrics |= {f"{task}.{n}": float(o.statistic(np.ones((1, units)))[0]) for n, o in outcomes.items()}
+    return out, metrics

@@ -263,17 +263,13 @@ def _registry(params: Path, preset, set_):
 
 @app.command("promote")
 def promote_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None) -> None:
-    """The gate: move champion to challenger only if it is better by every registry.margins entry."""
-    from fashionvlp.stages.promote import gate as gate_stage
+    """The gate: champion moves to the challenger only when a paired bootstrap shows it better on every
+    registry.margins metric (difference above the margin, 95% interval above 0)."""
+    from fashionvlp.stages.promote import describe, gate as gate_stage
 
     p = _params(params, preset, set_)
     gate = _run(lambda: gate_stage(p))
-    name = gate["name"]
-    typer.echo(f"{name}: challenger v{gate['challenger']} {'PROMOTED' if gate['promoted'] else 'not promoted'} "
-               f"({gate['reason']}); champion is v{gate['champion']}")
-    for metric, c in gate["comparison"].items():
-        typer.echo(f"  {metric}: challenger {c['challenger']:.2f} vs champion {c['champion']:.2f} "
-                   f"(margin {c['margin']:g}) {'ok' if c['passed'] else 'FAILED'}")
+    typer.echo("\n".join(describe(gate)))
 
 
 @production_app.command("set")

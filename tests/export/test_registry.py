@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from fashionvlp.tracking.mlflow_tracking import Tracking
+from tests.conftest import bundle_with_evidence
 from fashionvlp.tracking.registry import (CHALLENGER, CHAMPION, PRODUCTION, RegistryError, promotion_gate,
                                           register_bundle, rollback_production, set_production)
 
@@ -18,16 +19,17 @@ def test_register_gate_production_and_rollback(fashionvil_bundle, tmp_path, monk
     client, name = tracking.client, "fashionvlp-test"
     lineage = {"git_sha": "abc123", "data_dvc_md5": "d41d8cd98f00b204e9800998ecf8427e.dir", "pretrain_run_id": "r0"}
 
-    def register(itr):
+    def register(itr_rate, attr_rate):
+        copy, metrics = bundle_with_evidence(bundle, tmp_path / f"bundle-{itr_rate}-{attr_rate}",
+                                             {"xmr.ITR": itr_rate, "attributes.ATTR_R@90P": attr_rate})
         run_id = tracking.start_run("export")
-        version = register_bundle(client, run_id, bundle, name, {"xmr.ITR": itr, "attributes.ATTR_R@90P": 5.0},
-                                  lineage)
+        version = register_bundle(client, run_id, copy, name, metrics, lineage)
         tracking.end_run(run_id)
-        return version
+        return version, metrics
 
-    v1 = register(10.0)
+    v1, metrics = register(0.10, 0.05)
     mv = client.get_model_version(name, v1)
-    assert mv.tags["lineage.git_sha"] == "abc123" and mv.tags["metric.xmr.ITR"] == "10"
+    assert mv.tags["lineage.git_sha"] == "abc123" and float(mv.tags["metric.xmr.ITR"]) == metrics["xmr.ITR"]
     assert "## Lineage" in mv.description and "text.onnx" in mv.description
     assert str(client.get_model_version_by_alias(name, CHALLENGER).version) == v1
 
@@ -38,11 +40,11 @@ def test_register_gate_production_and_rollback(fashionvil_bundle, tmp_path, monk
 
     margins = {"xmr.ITR": 1.0, "attributes.ATTR_R@90P": 0.0}
     assert promotion_gate(client, name, margins)["reason"] == "no champion yet"
-    v2 = register(10.5)                                 # better, but not by the 1.0 margin
+    v2, _ = register(0.105, 0.05)                      # better by 0.5 points: less than the margin
     gate = promotion_gate(client, name, margins)
     assert not gate["promoted"] and "xmr.ITR" in gate["reason"]
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v1
-    v3 = register(12.0)
+    v3, _ = register(0.20, 0.10)
     assert promotion_gate(client, name, margins)["promoted"]
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v3 != v2
 

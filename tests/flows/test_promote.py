@@ -2,7 +2,7 @@
 
 import sys
 
-from tests.conftest import REPO, TINY_MODEL
+from tests.conftest import REPO, TINY_MODEL, bundle_with_evidence
 
 
 def test_gate_flow_promotes_only_a_better_challenger_and_sets_production_on_request(
@@ -21,25 +21,29 @@ def test_gate_flow_promotes_only_a_better_challenger_and_sets_production_on_requ
     name = params.registry.model_name("fashionvil")
     client = tracking.client
 
-    def register(itr):
+    def register(itr_rate):
+        copy, metrics = bundle_with_evidence(fashionvil_bundle[1], tmp_path / f"bundle-{itr_rate}",
+                                             {"xmr.ITR": itr_rate})
         run_id = tracking.start_run("export")
-        version = register_bundle(client, run_id, fashionvil_bundle[1], name, {"xmr.ITR": itr, "xmr.TIR": 5.0, "classification.SCR": 50.0, "attributes.ATTR_R@90P": 5.0},
-                                  {"git_sha": "t"})
+        version = register_bundle(client, run_id, copy, name, metrics | {"xmr.TIR": 5.0, "classification.SCR": 50.0,
+                                                                         "attributes.ATTR_R@90P": 5.0}, {"git_sha": "t"})
         tracking.end_run(run_id)
-        return version
+        return version, metrics["xmr.ITR"]
 
-    v1 = register(10.0)
+    v1, itr1 = register(0.10)
     first = promote(PromoteParameters(overrides=overrides, set_production=True))
     assert first["promoted"] and first["reason"] == "no champion yet" and first["production"] == v1
-    v2 = register(10.5)                                   # better, but not by the 1.0 margin
+    v2, itr2 = register(0.105)                            # better, but not by the 1.0 margin
     second = promote(PromoteParameters(overrides=overrides, set_production=True))
     assert not second["promoted"] and second["production"] is None
-    assert second["comparison"]["xmr.ITR"] == {"challenger": 10.5, "champion": 10.0, "margin": 1.0, "passed": False}
+    compared = second["comparison"]["xmr.ITR"]
+    assert (compared["challenger"], compared["champion"], compared["margin"], compared["passed"]) == (itr2, itr1, 1.0,
+                                                                                                    False)
     assert str(client.get_model_version_by_alias(name, CHAMPION).version) == v1
     assert str(client.get_model_version_by_alias(name, PRODUCTION).version) == v1
-    v3 = register(12.0)
+    v3, itr3 = register(0.20)
     third = promote(PromoteParameters(overrides=overrides))              # gate only: production stays
     assert third["promoted"] and third["champion"] == v3 != v2
     assert str(client.get_model_version_by_alias(name, PRODUCTION).version) == v1
     decision = client.get_run(third["run_id"])
-    assert decision.data.tags["gate.promoted"] == "True" and decision.data.metrics["gate.xmr.ITR.challenger"] == 12.0
+    assert decision.data.tags["gate.promoted"] == "True" and decision.data.metrics["gate.xmr.ITR.challenger"] == itr3

@@ -3,8 +3,10 @@
 import contextlib
 import io
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 from mlflow.tracking import MlflowClient
@@ -103,3 +105,18 @@ def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_har
 
     states = validate_twice()
     assert states[1].name == "Cached" and states[1].result()["counts"] == states[0].result()["counts"]
+
+    # The fan-out's fine-tunings (pool workers) give, to the bit, what a standalone run in a fresh process
+    # gives: each stage sets its own thread count, and nothing depends on the hash seed or the pool.
+    from fashionvlp.stages.finetune import flat_numbers
+
+    cli = Path(sys.executable).parent / "fashionvlp"
+    for task in ("classification", "tgir"):
+        alone = tmp_path / f"standalone-{task}"
+        res = subprocess.run([str(cli), "finetune", "--task", task, "--init-from", out["pretrain"]["model_dir"],
+                              "--params", str(repo / "params.yaml"), "--catalog", str(repo / "data"),
+                              "--out", str(alone), "--no-track"], env={**os.environ, "PYTHONHASHSEED": "7"},
+                             capture_output=True, text=True)
+        assert res.returncode == 0, res.stdout + res.stderr
+        standalone = json.loads((alone / "metrics.json").read_text())
+        assert flat_numbers(standalone, task) == flat_numbers(out["downstream"][task]["metrics"], task)

@@ -166,9 +166,14 @@ class CatalogWriter:
     def reject(self, record: str, field_name: str, message: str) -> None:
         self.errors.append(RecordError(record, field_name, message))
 
-    def add_image_bytes(self, product_id: str, index: int, view: str, data: bytes, *, record: str) -> ImageView | None:
-        """Checks and stores an encoded image; returns None (and records the error) if it is bad."""
-        problem, ext = check_image_bytes(data, self.limits)
+    def add_image_bytes(self, product_id: str, index: int, view: str, data: bytes, *, record: str,
+                        checked: tuple[str | None, str] | None = None) -> ImageView | None:
+        """Checks and stores an encoded image; returns None (and records the error) if it is bad.
+
+        ``checked``: the result of ``check_image_bytes(data, limits)`` already computed where the bytes
+        were made (a worker process), so the decode runs in parallel rather than here.
+        """
+        problem, ext = checked if checked is not None else check_image_bytes(data, self.limits)
         if problem:
             self.reject(record, f"images[{index}]", problem)
             return None

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 SUFFIX = ".outcomes.npz"
+# Where an exported bundle keeps the outcomes of the models it came from (the promotion gate pairs them).
+BUNDLE_DIR = "evaluation"
 
 
 @dataclass(frozen=True)

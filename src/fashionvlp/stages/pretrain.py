@@ -76,7 +76,7 @@ def _fresh_model(params: Params, model_cfg, out: Path, texts: list[str]):
     process = PartialState(cpu=use_cpu())  # under `accelerate launch` or torchrun, one of several processes
     with process.main_process_first():
         # A resumed scratch-BERT run keeps the tokenizer it started with, and the other processes of a
-        # distributed run read the one the main process has just trained (training is not reproducible).
+        # distributed run read the one the main process has just built.
         text_cfg = model_cfg.text
         reuse = checkpoint_dirs(out) or not process.is_main_process
         if text_cfg.source == "scratch" and text_cfg.tokenizer is None and tokenizer_dir.is_dir() and reuse:

@@ -53,13 +53,22 @@ class OnnxBundleModel(mlflow.pyfunc.PythonModel):
                                                   "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
 
 
+CI_SUFFIXES = (".ci_low", ".ci_high")
+
+
+def _with_interval(metrics: dict[str, float], name: str) -> str:
+    low, high = metrics.get(f"{name}.ci_low"), metrics.get(f"{name}.ci_high")
+    return f"{metrics[name]:.2f}" + (f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else "")
+
+
 def model_card(name: str, bundle: Path, metrics: dict[str, float], lineage: dict[str, str]) -> str:
     manifest = json.loads((bundle / "manifest.json").read_text())
     lines = [f"# {name}", "", f"Architecture: {manifest['arch']}. ONNX graphs: "
              + ", ".join(f"`{g['file']}` ({', '.join(g['inputs'])} → {', '.join(g['outputs'][:3])}"
                          + ("…" if len(g["outputs"]) > 3 else "") + ")" for g in manifest["graphs"].values()), "",
              "## Evaluation (test split unless the metric says otherwise)", "",
-             "| metric | value |", "|---|---|", *[f"| {k} | {v:.2f} |" for k, v in sorted(metrics.items())], "",
+             "| metric | value [95% interval] |", "|---|---|",
+             *[f"| {k} | {_with_interval(metrics, k)} |" for k in sorted(metrics) if not k.endswith(CI_SUFFIXES)], "",
              "## Lineage", "", *[f"- {k}: {v}" for k, v in sorted(lineage.items())], "",
              "Inputs: RGB images resized to the preprocessing size and normalised; text = title + '. ' + "
              "description, tokenised with the bundled tokenizer. Trained on a synthetic catalog unless the "
@@ -108,32 +117,100 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
         return None
 
 
-def promotion_gate(client: MlflowClient, name: str, margins: dict[str, float]) -> dict:
-    """Moves ``champion`` to ``challenger`` only if the challenger beats the champion by at least each
-    metric's margin (every metric in ``margins``; higher is better). A first version always wins."""
+FINGERPRINT_FIELDS = ("split", "catalog_md5", "protocols", "seed")
+
+
+def version_evidence(client: MlflowClient, name: str, version: str, dst: Path) -> dict[str, tuple[dict, dict]]:
+    """task → (headline → outcome, fingerprint), from the version's bundle; {} for a version without any."""
+    import mlflow.artifacts
+
+    from fashionvlp.evaluation.outcomes import BUNDLE_DIR, SUFFIX, read_outcomes
+
+    source = client.get_model_version_download_uri(name, version).rstrip("/")
+    bundles = [a.path for a in mlflow.artifacts.list_artifacts(artifact_uri=f"{source}/artifacts",
+                                                               tracking_uri=client.tracking_uri) if a.is_dir]
+    target = dst / version
+    for bundle in bundles:
+        found = [a for a in mlflow.artifacts.list_artifacts(artifact_uri=f"{source}/{bundle}/{BUNDLE_DIR}",
+                                                            tracking_uri=client.tracking_uri) or []]
+        if found:
+            mlflow.artifacts.download_artifacts(artifact_uri=f"{source}/{bundle}/{BUNDLE_DIR}", dst_path=str(target),
+                                                tracking_uri=client.tracking_uri)
+    return {p.name.removesuffix(SUFFIX): read_outcomes(p) for p in sorted(target.rglob(f"*{SUFFIX}"))}
+
+
+def _find(evidence: dict, metric: str):
+    """The outcome and fingerprint of ``task.headline`` (either spelling of ``@``), or (None, None)."""
+    task, _, headline = metric.partition(".")
+    outcomes, fingerprint = evidence.get(task, ({}, None))
+    match = next((o for h, o in outcomes.items() if metric_key(h) == metric_key(headline)), None)
+    return match, fingerprint
+
+
+def fingerprint_difference(a: dict, b: dict) -> list[str]:
+    return [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in FINGERPRINT_FIELDS if a.get(k) != b.get(k)]
+
+
+def promotion_gate(client: MlflowClient, name: str, margins: dict[str, float], seed: int = 0,
+                   resamples: int = 1000) -> dict:
+    """Moves ``champion`` to ``challenger`` only on evidence: for every gated metric, the paired bootstrap of
+    the per-unit difference (both versions' saved outcomes on the same evaluation units) must have a
+    difference above the metric's margin *and* a 95% interval whose lower bound is above 0. Versions
+    evaluated on other data, split, protocol or seed are refused, naming the difference. A first version
+    always wins."""
+    from fashionvlp.evaluation.bootstrap import PairingError, paired_difference
+
     challenger = _alias_version(client, name, CHALLENGER)
     if challenger is None:
         raise RegistryError(f"registered model {name!r} has no {CHALLENGER!r} version: export and register first")
     champion = _alias_version(client, name, CHAMPION)
-    margins = {metric_key(m): margin for m, margin in margins.items()}
     new = version_metrics(client, name, challenger)
-    missing = [m for m in margins if m not in new]
+    missing = [m for m in margins if metric_key(m) not in new]
     if missing:
         raise RegistryError(f"version {challenger} of {name!r} has no metric(s) {missing}; it has {sorted(new)}")
     if champion is None or champion == challenger:
         client.set_registered_model_alias(name, CHAMPION, challenger)
         return {"promoted": True, "challenger": challenger, "champion": challenger, "previous": champion,
                 "reason": "no champion yet" if champion is None else "already champion", "comparison": {}}
-    old = version_metrics(client, name, champion)
-    comparison = {m: {"challenger": new[m], "champion": old.get(m, float("-inf")), "margin": margin,
-                      "passed": new[m] >= old.get(m, float("-inf")) + margin} for m, margin in margins.items()}
-    promoted = all(c["passed"] for c in comparison.values())
+    with tempfile.TemporaryDirectory() as tmp:
+        evidence = {v: version_evidence(client, name, v, Path(tmp)) for v in (challenger, champion)}
+    comparison, refusals = {}, []
+    for metric, margin in margins.items():
+        ours, our_print = _find(evidence[challenger], metric)
+        theirs, their_print = _find(evidence[champion], metric)
+        if ours is None or theirs is None:
+            lacking = challenger if ours is None else champion
+            refusals.append(f"{metric}: version {lacking} has no per-unit evaluation outcomes to pair (registered "
+                            "before the gate needed them, or exported without them); re-export it, or move "
+                            "champion by hand")
+            continue
+        differs = fingerprint_difference(our_print, their_print)
+        if differs:
+            refusals.append(f"{metric}: the versions were evaluated differently ({'; '.join(differs)})")
+            continue
+        try:
+            diff = paired_difference(ours, theirs, seed, resamples, what=metric)
+        except PairingError as exc:
+            refusals.append(str(exc))
+            continue
+        ones = np.ones((1, len(ours.units)))
+        passed = diff.value > margin and diff.ci_low > 0
+        comparison[metric] = {"challenger": float(ours.statistic(ones)[0]), "champion": float(theirs.statistic(ones)[0]),
+                              "difference": diff.value, "ci_low": diff.ci_low, "ci_high": diff.ci_high,
+                              "units": diff.units, "margin": margin, "passed": passed}
+        if not passed:
+            refusals.append(f"{metric}: difference {diff.value:+.2f} [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}] "
+                            + (f"is not above the margin {margin}" if diff.value <= margin
+                               else "has a 95% interval reaching 0 or below"))
+    promoted = not refusals
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger)
-    failed = [m for m, c in comparison.items() if not c["passed"]]
+    reason = ("better on every gated metric by more than its margin, each 95% paired-bootstrap interval above 0"
+              if promoted else "refused: " + "; ".join(refusals))
     return {"promoted": promoted, "challenger": challenger, "champion": challenger if promoted else champion,
-            "previous": champion, "comparison": comparison,
-            "reason": "better by every margin" if promoted else f"not better by the margin on {', '.join(failed)}"}
+            "previous": champion, "comparison": comparison, "reason": reason,
+            "rule": "promote iff, for every gated metric, challenger − champion > margin and the 95% paired "
+                    f"bootstrap interval's lower bound > 0 ({resamples} resamples, seed {seed})"}
 
 
 def _history(client: MlflowClient, name: str) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from fashionvlp.config import SynthConfig
-from fashionvlp.data.catalog_io import CatalogWriter, ImageLimits, encode_jpeg
+from fashionvlp.data.catalog_io import CatalogWriter, ImageLimits, check_image_bytes, encode_jpeg
 from fashionvlp.data.schema import AttributeSchema, load_knowledge_base
 from fashionvlp.data.synth.render import DETAIL_ANCHORS, Look, Pose, render
 from fashionvlp.data.synth.spec import (
@@ -177,6 +177,7 @@ def _plan_outfits(rng: np.random.Generator, products: list[PlannedProduct], num_
     split_sizes = {s: sum(p.split == s for p in products) for s in ("train", "val", "test")}
     total = sum(split_sizes.values())
     outfits: list[dict] = []
+    candidates_of: dict[tuple, list[PlannedProduct]] = {}
     for split in ("train", "val", "test"):
         target = round(num_outfits * split_sizes[split] / total) if total else 0
         made, attempts = 0, 0
@@ -187,7 +188,10 @@ def _plan_outfits(rng: np.random.Generator, products: list[PlannedProduct], num_
                 [OUTFIT_ROLES["top"], OUTFIT_ROLES["bottom"], OUTFIT_ROLES["shoes"], OUTFIT_ROLES["bag"]]
             chosen: list[PlannedProduct] = []
             for cats in roles:
-                candidates = [p for c in cats for p in pools.get((split, c, formality), [])]
+                key = (split, cats, formality)
+                if key not in candidates_of:
+                    candidates_of[key] = [p for c in cats for p in pools.get((split, c, formality), [])]
+                candidates = candidates_of[key]
                 if not candidates:
                     break
                 pick = None
@@ -231,26 +235,30 @@ def plan_catalog(cfg: SynthConfig) -> CatalogPlan:
                                  record_attributes=record, title=title, description=description, look=look,
                                  poses=_poses(rng, spec, cfg.view_weights))
         if changed:
-            captions = relative_captions(rng, schema, ref.attributes, attrs, changed)
-            triplets.append({"triplet_id": f"T{len(triplets):06d}", "reference_id": ref.product_id,
-                             "target_id": product.product_id, "captions": captions,
-                             "group": TRIPLET_GROUPS[spec.category], "split": split})
+            # Both directions: the modification, and its undoing worded from the new product's side.
+            for source, target in ((ref, product), (product, ref)):
+                captions = relative_captions(rng, schema, source.attributes, target.attributes, changed)
+                triplets.append({"triplet_id": f"T{len(triplets):06d}", "reference_id": source.product_id,
+                                 "target_id": target.product_id, "captions": captions,
+                                 "group": TRIPLET_GROUPS[spec.category], "split": split})
         products.append(product)
         by_group.setdefault((spec.name, split), []).append(i)
     outfits = _plan_outfits(np.random.default_rng([cfg.seed, 3]), products, cfg.num_outfits)
     return CatalogPlan(products=products, triplets=triplets, outfits=outfits, schema=schema)
 
 
-def _render_product(args: tuple[PlannedProduct, int, int]) -> list[bytes]:
-    product, size, quality = args
-    return [encode_jpeg(render(product.look, pose, size), quality) for pose in product.poses]
+def _render_product(args: tuple[PlannedProduct, int, int, ImageLimits]) -> list[tuple[bytes, tuple[str | None, str]]]:
+    """Each view's JPEG bytes and the writer's check of them (decoding is done here, in parallel)."""
+    product, size, quality, limits = args
+    encoded = [encode_jpeg(render(product.look, pose, size), quality) for pose in product.poses]
+    return [(data, check_image_bytes(data, limits)) for data in encoded]
 
 
 def synthesize(cfg: SynthConfig, out: Path, limits: ImageLimits = ImageLimits()) -> Path:
     """Writes the synthetic catalog to ``out`` (atomically). Returns the catalog path."""
     plan = plan_catalog(cfg)
     workers = cfg.workers or os.cpu_count() or 1
-    jobs = [(p, cfg.image_size, cfg.jpeg_quality) for p in plan.products]
+    jobs = [(p, cfg.image_size, cfg.jpeg_quality, limits) for p in plan.products]
     manifest = {"generator": "fashionvlp.data.synth",
                 "config": cfg.model_dump(mode="json", exclude={"workers"}),
                 "image_size": cfg.image_size}
@@ -272,8 +280,8 @@ def _write_products(writer: CatalogWriter, plan: CatalogPlan, rendered) -> None:
     for product, images in zip(plan.products, rendered):
         rec = f"product {product.product_id!r}"
         views = []
-        for k, (pose, data) in enumerate(zip(product.poses, images)):
-            view = writer.add_image_bytes(product.product_id, k, pose.view, data, record=rec)
+        for k, (pose, (data, checked)) in enumerate(zip(product.poses, images)):
+            view = writer.add_image_bytes(product.product_id, k, pose.view, data, record=rec, checked=checked)
             if view is not None:
                 views.append(view)
         writer.add_product(rec, product_id=product.product_id, title=product.title, description=product.description,
