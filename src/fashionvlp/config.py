@@ -30,9 +30,9 @@ class PathsConfig(StrictModel):
 
 
 class SplitFractions(StrictModel):
-    train: float = Field(0.6, ge=0, le=1)
-    val: float = Field(0.05, ge=0, le=1)
-    test: float = Field(0.35, ge=0, le=1)
+    train: float = Field(0.5, ge=0, le=1)
+    val: float = Field(0.07, ge=0, le=1)
+    test: float = Field(0.43, ge=0, le=1)
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> "SplitFractions":
@@ -44,14 +44,14 @@ class SplitFractions(StrictModel):
 
 class SynthConfig(StrictModel):
     seed: int = 20221023
-    num_products: int = Field(4200, ge=14)
+    num_products: int = Field(5600, ge=14)
     image_size: int = Field(128, ge=32, le=1024)
     # P(1 view), P(2 views), ... P(4 views)
-    view_weights: list[float] = Field(default_factory=lambda: [0.2, 0.35, 0.3, 0.15], min_length=4, max_length=4)
+    view_weights: list[float] = Field(default_factory=lambda: [0.25, 0.4, 0.25, 0.1], min_length=4, max_length=4)
     splits: SplitFractions = Field(default_factory=SplitFractions)
     attribute_missing_rate: float = Field(0.1, ge=0, lt=1)
-    triplet_rate: float = Field(0.3, ge=0, le=1)
-    num_outfits: int = Field(1500, ge=0)
+    triplet_rate: float = Field(0.5, ge=0, le=1)
+    num_outfits: int = Field(7000, ge=0)
     jpeg_quality: int = Field(92, ge=50, le=100)
     # Rendering processes; 0 means one per core. The bytes written do not depend on it.
     workers: int = Field(0, ge=0)

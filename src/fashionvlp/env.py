@@ -4,7 +4,8 @@ import os
 
 QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                  "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
-                 "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false"}
+                 "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
+                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 
 
 def quiet_offline() -> None:

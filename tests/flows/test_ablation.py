@@ -8,6 +8,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY_MODEL
 
+pytestmark = pytest.mark.e2e
+
 
 def test_ablation_writes_the_papers_table(prefect_harness, tiny_catalog, tiny_patch_labels, tmp_path):
     sys.path.insert(0, str(REPO / "flows"))

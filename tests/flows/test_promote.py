@@ -22,18 +22,20 @@ def test_gate_flow_promotes_only_a_better_challenger_and_sets_production_on_requ
     client = tracking.client
 
     def register(itr_rate):
-        copy, metrics = bundle_with_evidence(fashionvil_bundle[1], tmp_path / f"bundle-{itr_rate}",
-                                             {"xmr.ITR": itr_rate})
+        # The other gated metrics (params.yaml's registry.margins) move with ITR.
+        others = 0.05 if itr_rate < 0.2 else 0.2
+        copy, metrics = bundle_with_evidence(fashionvil_bundle[1], tmp_path / f"bundle-{itr_rate}", {
+            "xmr.ITR": itr_rate, "xmr.TIR": others, "classification.SCR": others + 0.4,
+            "attributes.ATTR_R@90P": others})
         run_id = tracking.start_run("export")
-        version = register_bundle(client, run_id, copy, name, metrics | {"xmr.TIR": 5.0, "classification.SCR": 50.0,
-                                                                         "attributes.ATTR_R@90P": 5.0}, {"git_sha": "t"})
+        version = register_bundle(client, run_id, copy, name, metrics, {"git_sha": "t"})
         tracking.end_run(run_id)
         return version, metrics["xmr.ITR"]
 
     v1, itr1 = register(0.10)
     first = promote(PromoteParameters(overrides=overrides, set_production=True))
     assert first["promoted"] and first["reason"] == "no champion yet" and first["production"] == v1
-    v2, itr2 = register(0.105)                            # better, but not by the 1.0 margin
+    v2, itr2 = register(0.105)                            # not better by the 1.0 margin
     second = promote(PromoteParameters(overrides=overrides, set_production=True))
     assert not second["promoted"] and second["production"] is None
     compared = second["comparison"]["xmr.ITR"]

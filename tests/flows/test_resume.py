@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import REPO, TINY_MODEL, scratch_repo
 
+pytestmark = pytest.mark.e2e
+
 
 def test_killed_during_pretraining_the_rerun_resumes_from_the_checkpoint(tiny_catalog, tmp_path):
     repo = scratch_repo(tmp_path, tiny_catalog)

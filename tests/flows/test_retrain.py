@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, TINY_MODEL, scratch_repo
+
+pytestmark = pytest.mark.e2e
 
 
 def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_harness, tiny_catalog, tmp_path):

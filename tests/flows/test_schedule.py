@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import REPO, TINY_MODEL
+
+pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:

@@ -76,6 +76,23 @@ def model_card(name: str, bundle: Path, metrics: dict[str, float], lineage: dict
     return "\n".join(lines)
 
 
+# What loading the pyfunc needs, pinned to what is installed. Named, not inferred: MLflow's inference
+# imports the model in a subprocess (about 10 s a version) and can miss what the bundle loads lazily.
+PYFUNC_REQUIREMENTS = ("mlflow", "onnxruntime-gpu", "transformers", "tokenizers", "numpy", "pandas")
+
+
+def _requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for name in PYFUNC_REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
 def register_bundle(client: MlflowClient, run_id: str, bundle: Path, name: str, metrics: dict[str, float],
                     lineage: dict[str, str]) -> str:
     """Logs the bundle as a pyfunc model in ``run_id``, registers it as a new version of ``name`` with
@@ -90,7 +107,7 @@ def register_bundle(client: MlflowClient, run_id: str, bundle: Path, name: str, 
         model.load_context(type("Context", (), {"artifacts": {"bundle": str(bundle)}})())
         signature = infer_signature(example, model.predict(None, example))
         mlflow.pyfunc.save_model(str(local), python_model=OnnxBundleModel(), artifacts={"bundle": str(bundle)},
-                                 signature=signature, input_example=example)
+                                 signature=signature, input_example=example, pip_requirements=_requirements())
         client.log_artifacts(run_id, str(local), "registered_model")
     try:
         client.get_registered_model(name)
