@@ -6,7 +6,7 @@ from tests.conftest import REPO
 
 def test_defaults_load_and_resolve_paths():
     p = load_params(REPO / "params.yaml")
-    assert p.data.synth.num_products == 4200
+    assert p.data.synth.num_products == 5600
     assert p.catalog_dir == REPO / "data"
     assert p.tracking_uri == f"sqlite:///{REPO}/mlflow/mlflow.db"
     assert p.artifact_location.startswith("file://")

@@ -5,7 +5,10 @@ import os
 QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                  "DO_NOT_TRACK": "true", "DVC_NO_ANALYTICS": "1", "HF_HUB_OFFLINE": "1",
                  "TRANSFORMERS_OFFLINE": "1", "GX_ANALYTICS_ENABLED": "false",
-                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+                 "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                 # A flow's temporary Prefect API migrates a fresh database first: on a busy 2-core machine
+                 # that takes longer than Prefect's default 20 s wait.
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
 def quiet_offline() -> None:

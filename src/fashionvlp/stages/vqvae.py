@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fashionvlp.env import fix_threads
 from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import read_catalog
 from fashionvlp.data.patch_labels import write_patch_labels
 from fashionvlp.data.versioning import dir_md5
+from fashionvlp.env import fix_threads
 from fashionvlp.models.image_encoders import build_image_encoder
 from fashionvlp.models.vqvae import VQVAE, downsample_factor, perplexity
 from fashionvlp.tracking.mlflow_tracking import maybe_run

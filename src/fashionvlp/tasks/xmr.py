@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from fashionvlp.evaluation import oracle
 from fashionvlp.evaluation.embed import embed_products, product_batches
 from fashionvlp.evaluation.metrics import recall_at_k
-from fashionvlp.evaluation import oracle
 from fashionvlp.evaluation.outcomes import MeanOutcome
 from fashionvlp.evaluation.retrieval import (PaperProtocol, cosine_scores, full_gallery_hits, full_gallery_label,
                                             paper_galleries, paper_hits, summarize_hits)
