@@ -19,6 +19,10 @@ export DVC_NO_ANALYTICS=1
 export HF_HUB_OFFLINE=1
 export TRANSFORMERS_OFFLINE=1
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Reproducible MKL numerics (see src/fashionvlp/env.py): no load-dependent kernels or threads.
+export MKL_CBWR=AUTO
+export MKL_DYNAMIC=FALSE
+export OMP_DYNAMIC=FALSE
 
 .PHONY: setup run test mlflow-ui prefect-server ui deploy worker team-check dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
 

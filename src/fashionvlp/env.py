@@ -1,4 +1,5 @@
-"""Quiet and offline: no telemetry, no hub downloads. Set before mlflow/prefect/transformers import."""
+"""Environment defaults, set before mlflow/prefect/transformers/torch import: quiet and offline (no
+telemetry, no hub downloads) and numerically reproducible (MKL)."""
 
 import os
 
@@ -8,7 +9,12 @@ QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_E
                  "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
                  # A flow's temporary Prefect API migrates a fresh database first: on a busy 2-core machine
                  # that takes longer than Prefect's default 20 s wait.
-                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                 # MKL (torch's BLAS here) otherwise picks kernels and thread use by the machine's load and
+                 # memory alignment: two `make run`s, one on a busy machine, parted at pre-training step ~30.
+                 # Conditional numerical reproducibility and no dynamic threading make a run's bits depend
+                 # on the thread count alone. Read when MKL loads: set before torch is imported.
+                 "MKL_CBWR": "AUTO", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
 
 
 def quiet_offline() -> None:
