@@ -22,6 +22,12 @@ SUFFIX = ".outcomes.npz"
 BUNDLE_DIR = "evaluation"
 
 
+def _default_strata(outcome) -> None:
+    """No strata given: every unit in one stratum."""
+    if outcome.strata is None:
+        object.__setattr__(outcome, "strata", np.zeros(len(outcome.units), dtype="<U1"))
+
+
 @dataclass(frozen=True)
 class MeanOutcome:
     """A (stratified) mean: per stratum Σ w·value / Σ w·count, then the plain mean over strata.
@@ -38,8 +44,7 @@ class MeanOutcome:
     kind = "mean"
 
     def __post_init__(self):
-        if self.strata is None:
-            object.__setattr__(self, "strata", np.zeros(len(self.units), dtype="<U1"))
+        _default_strata(self)
 
     def statistic(self, weights: np.ndarray) -> np.ndarray:
         per_stratum = []
@@ -76,8 +81,7 @@ class RecallAtPrecisionOutcome:
     kind = "recall_at_precision"
 
     def __post_init__(self):
-        if self.strata is None:
-            object.__setattr__(self, "strata", np.zeros(len(self.units), dtype="<U1"))
+        _default_strata(self)
 
     def statistic(self, weights: np.ndarray) -> np.ndarray:
         per_attribute = [weighted_recall_at_precision(self.correct[:, a], self.confidence[:, a], weights,
