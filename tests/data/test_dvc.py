@@ -81,12 +81,3 @@ def test_dvc_add_push_pull_repro(tiny_catalog, tmp_path):
                  "Attribute precision vs recall (one point per threshold, all attributes)"):
         values = plots[name][0]["content"]["data"]["values"]
         assert values, name
-
-
-def test_default_catalog_regenerates_to_the_pinned_hash(tmp_path):
-    """The embedded default catalog is byte-deterministic: regenerating it matches data.dvc."""
-    from fashionvlp.stages.data import synth
-
-    params = load_params(REPO / "params.yaml", overrides=["data.synth.workers=2"])
-    out = synth(params, tmp_path / "data")
-    assert dir_md5(out) == pinned_md5(REPO / "data.dvc")
