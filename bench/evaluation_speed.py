@@ -6,9 +6,11 @@
 2. With ``--models DIR`` (a ``derived/finetune/<arch>`` of a ``make run``): ``evaluate`` of every task —
    embeddings, metrics, ceilings, 95% bootstrap intervals — timed end to end on the configured catalog.
 
-    python bench/evaluation_speed.py [--models derived/finetune/fashionvil] [--params params.yaml]
+    python bench/evaluation_speed.py [--models derived/finetune/fashionvil] [--params params.yaml] [--out FILE]
 
-Prints the figures and writes ``bench/results/evaluation_speed.json``.
+Prints the figures and writes ``bench/results/evaluation_speed.json`` (or ``--out``). The "before" of
+``evaluate`` is this script's ``task_timing`` run with an older checkout's code first on the path
+(``PYTHONPATH=<old>/src``, from the old checkout, with its params and catalog) on the same models.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionvlp.evaluation.metrics import recall_at_k
-from fashionvlp.evaluation.retrieval import KS, PaperProtocol, _cosine, paper_galleries, paper_hits
 
 
 def per_query_loop(image, text, subcategories, protocol: PaperProtocol) -> dict:
     """The protocol as it was implemented before (one cosine and one sort per query)."""
+    from fashionvlp.evaluation.metrics import recall_at_k
+    from fashionvlp.evaluation.retrieval import KS, _cosine
+
     subcategories = np.asarray(subcategories)
     members = {s: np.flatnonzero(subcategories == s) for s in np.unique(subcategories)}
     rng = np.random.default_rng(protocol.seed)
@@ -46,6 +49,9 @@ def per_query_loop(image, text, subcategories, protocol: PaperProtocol) -> dict:
 
 
 def protocol_timing(products: int, subcategories: int, dim: int = 384) -> dict:
+    # Imported here so that --skip-protocol runs with an older checkout's code, which lacks them.
+    from fashionvlp.evaluation.retrieval import PaperProtocol, _cosine, paper_galleries, paper_hits
+
     rng = np.random.default_rng(0)
     image, text = rng.normal(size=(products, dim)), rng.normal(size=(products, dim))
     subs = np.repeat([f"s{i}" for i in range(subcategories)], products // subcategories)
@@ -79,17 +85,22 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=None)
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--products", type=int, default=2408, help="test-split size (the embedded default's)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "evaluation_speed.json")
+    parser.add_argument("--skip-protocol", action="store_true", help="only time evaluate (e.g. with older code)")
     args = parser.parse_args()
-    results = {"paper_protocol": protocol_timing(args.products, 14)}
-    p = results["paper_protocol"]
-    print(f"papers' XMR protocol, {p['products']} products × {p['dim']}-d, 2 × 5 × 1000 queries: per-query loop "
-          f"{p['per_query_loop_s']:.2f} s, vectorised {p['vectorised_s']:.2f} s ({p['speedup']}×)")
+    import fashionvlp
+
+    results = {"code": str(Path(fashionvlp.__file__).parent), "params": str(args.params.resolve())}
+    if not args.skip_protocol:
+        results["paper_protocol"] = p = protocol_timing(args.products, 14)
+        print(f"papers' XMR protocol, {p['products']} products × {p['dim']}-d, 2 × 5 × 1000 queries: per-query "
+              f"loop {p['per_query_loop_s']:.2f} s, vectorised {p['vectorised_s']:.2f} s ({p['speedup']}×)")
     if args.models:
         results["evaluate"] = task_timing(args.models, args.params)
         for task, row in results["evaluate"].items():
             print(f"evaluate --task {task}: {row['seconds']:.1f} s (embeddings, metrics, ceiling, 95% intervals)")
-    path = Path(__file__).parent / "results" / "evaluation_speed.json"
-    path.parent.mkdir(exist_ok=True)
+    path = args.out
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2))
     print(f"→ {path}")
 
