@@ -14,7 +14,9 @@ QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_E
                  # memory alignment: two `make run`s, one on a busy machine, parted at pre-training step ~30.
                  # Conditional numerical reproducibility and no dynamic threading make a run's bits depend
                  # on the thread count alone. Read when MKL loads: set before torch is imported.
-                 "MKL_CBWR": "AUTO", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE"}
+                 "MKL_CBWR": "AUTO", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE",
+                 # What torch's deterministic mode (fix_threads) needs from cuBLAS on a GPU.
+                 "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 
 
 def quiet_offline() -> None:
@@ -28,10 +30,16 @@ def fix_threads(threads: int) -> dict[str, int]:
     A float reduction split over another number of threads adds in another order, so the same run gives
     other bits (and an undertrained model other metrics) on a machine or in a process pool with another
     core count. Each stage therefore runs with the thread count its config names, wherever it runs.
+
+    It also switches on torch's deterministic algorithms. Without them an accumulating ``index_put_``
+    (the backward of advanced indexing) on a large float tensor with more than one thread adds with
+    atomics in whatever order the threads arrive, so repeated indices sum in a timing-dependent order.
+    ``warn_only``: an op without a deterministic kernel warns instead of stopping a run.
     """
     import torch
     from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(threads)
     threadpool_limits(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count() or 1}
