@@ -12,8 +12,9 @@ QUIET_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_ANALYTICS_E
                  "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
                  # MKL (torch's BLAS here) otherwise picks kernels and thread use by the machine's load and
                  # memory alignment: two `make run`s, one on a busy machine, parted at pre-training step ~30.
-                 # Conditional numerical reproducibility and no dynamic threading make a run's bits depend
-                 # on the thread count alone. Read when MKL loads: set before torch is imported.
+                 # Conditional numerical reproducibility and no dynamic threading take the load out of
+                 # MKL's choices (two runs still parted later; see README "Reproducible runs"). Read when
+                 # MKL loads: set before torch is imported.
                  "MKL_CBWR": "AUTO", "MKL_DYNAMIC": "FALSE", "OMP_DYNAMIC": "FALSE",
                  # What torch's deterministic mode (fix_threads) needs from cuBLAS on a GPU.
                  "CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
