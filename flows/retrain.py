@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -121,6 +122,12 @@ def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, pare
 
     Each runs in a worker process of the flow's task runner (Accelerate's state is per process).
     """
+    params = parameters.load()
+    # Evaluation's numbers do not depend on its thread count, so each worker takes its share of the cores
+    # (the workers' fine-tuning keeps finetune.threads: training is not shown to be thread-count-free).
+    share = max(1, (os.cpu_count() or 1) // params.finetune.workers)
+    parameters = parameters.model_copy(update={"overrides": [*parameters.overrides,
+                                                             f"evaluation.threads={min(share, params.evaluation.threads)}"]})
     futures = {}
     # Longest first, so the two workers finish together (the fused tasks cost ~3× a step of XMR's).
     for name in sorted(tasks, key=lambda t: LONGEST_FIRST.index(t) if t in LONGEST_FIRST else len(LONGEST_FIRST)):
@@ -135,14 +142,12 @@ def downstream(parameters: RetrainParameters, model_dir: str, catalog: str, pare
 def evaluation_report(parameters: RetrainParameters, outcomes: dict, parent_run_id: str) -> str:
     """report.md + plots from every task's results, logged to the pipeline's MLflow run."""
     params = parameters.load()
-    results = [{**o["metrics"], "stage": "pre-trained" if label.endswith("(pre-trained)") else "fine-tuned"}
-               for label, o in outcomes.items()]
-    plot_dirs = {label.split()[0] + ("_pretrained" if label.endswith("(pre-trained)") else ""): Path(o["out"]) / "plots"
-                 for label, o in outcomes.items()}
+    results = [{**o["metrics"], "stage": "pre-trained" if label.endswith("(pre-trained)") else "fine-tuned",
+                "plots": str(Path(o["out"]) / "plots")} for label, o in outcomes.items()]
     out = params.derived_dir / "report" / params.model.arch
     context = (f"Pipeline run `{parent_run_id}`, architecture `{params.model.arch}`, catalog `{params.catalog_dir}`, "
                f"evaluation split `{params.evaluation.split}`.")
-    path = write_report(results, plot_dirs, out, f"fashionvlp evaluation report ({params.model.arch})", context)
+    path = write_report(results, out, f"fashionvlp evaluation report ({params.model.arch})", context)
     Tracking.from_params(params).log_artifacts(parent_run_id, out, "report")
     return str(path)
 

@@ -231,8 +231,10 @@ class EvaluationConfig(StrictModel):
     rerank_k: int = Field(0, ge=0)
     # 95% intervals: percentile bootstrap over the evaluation units, seeded by ``seed``.
     bootstrap_resamples: int = Field(1000, ge=100)
-    # torch/BLAS threads of an evaluation (embeddings depend on the count in their last bits).
-    threads: int = Field(1, ge=1)
+    # torch/BLAS threads of an evaluation. Its numbers do not depend on the count (MKL's CNR settings and
+    # torch's deterministic kernels; tests/test_env.py compares 1 and 2 threads), so the retrain flow's
+    # workers each take their share of the cores instead.
+    threads: int = Field(2, ge=1)
 
 
 class TrackingConfig(StrictModel):

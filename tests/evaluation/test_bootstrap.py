@@ -86,3 +86,14 @@ def test_outcomes_round_trip_through_their_file(tmp_path):
     for name, original in (("TGIR", mean), ("ATTR_R@90P", r90)):
         assert np.array_equal(outcomes[name].units, original.units)
         assert outcomes[name].statistic(weights) == pytest.approx(original.statistic(weights))
+
+
+def test_a_printed_interval_holds_its_printed_value():
+    from fashionvlp.evaluation.bootstrap import format_interval
+
+    # A default run's R@90P: the interval holds 0.18, but rounding both bounds to the nearest printed
+    # "0.18 [0.2, 1.1]". Outward rounding keeps it honest; exact bounds stay as they are.
+    assert format_interval(0.18, {"ci_low": 0.152, "ci_high": 1.121}) == "0.18 [0.1, 1.2]"
+    assert format_interval(29.07, {"ci_low": 27.2, "ci_high": 30.9}) == "29.07 [27.2, 30.9]"
+    assert format_interval(0.3, {"ci_low": 0.3, "ci_high": 0.3}) == "0.30 [0.3, 0.3]"
+    assert format_interval(12.5, None) == "12.50"

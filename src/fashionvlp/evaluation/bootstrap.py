@@ -9,6 +9,7 @@ stratified headline keeps its strata. The replicates are weights [B, units] that
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -92,7 +93,8 @@ def paired_difference(challenger: Outcome, champion: Outcome, seed: int = 0, res
 
 
 def format_interval(value: float, ci: dict | None) -> str:
-    """``29.07 [27.2, 30.9]``; the value alone when it has no interval."""
+    """``29.07 [27.2, 30.9]``; the value alone when it has no interval. The bounds are rounded outwards,
+    so a printed interval holds its printed value (0.18 with bounds 0.152, 1.121 is ``[0.1, 1.2]``)."""
     if not ci:
         return f"{value:.2f}"
-    return f"{value:.2f} [{ci['ci_low']:.1f}, {ci['ci_high']:.1f}]"
+    return f"{value:.2f} [{math.floor(ci['ci_low'] * 10 + 1e-9) / 10:.1f}, {math.ceil(ci['ci_high'] * 10 - 1e-9) / 10:.1f}]"

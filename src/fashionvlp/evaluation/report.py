@@ -17,20 +17,28 @@ def _read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _plot_recall_at_k(rows: list[dict], title: str, out: Path) -> None:
+def _plot_recall_at_k(rows: list[dict], title: str, subtitle: str, out: Path) -> None:
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 4.2))
     ks = [int(r["k"]) for r in rows]
     for column in [c for c in rows[0] if c != "k"]:
-        ax.plot(ks, [float(r[column]) for r in rows], marker="o", label=column)
-    ax.set(xscale="log", xlabel="K", ylabel="recall@K (%)", title=title)
+        style = ({"color": "grey", "linestyle": ":", "marker": None} if column == "chance" else
+                 {"color": "black", "linestyle": "--", "marker": None, "linewidth": 1} if column == "ceiling" else
+                 {"linestyle": "--", "marker": "x"} if column.endswith(" ceiling") else {"marker": "o"})
+        label = "attribute oracle (ceiling)" if column == "ceiling" else column
+        ax.plot(ks, [float(r[column]) for r in rows], label=label, **style)
+    ax.set(xscale="log", xlabel="K", ylabel="recall@K (%)", ylim=(0, 100))
+    ax.set_title(title, fontsize=10)
+    fig.text(0.5, 0.005, textwrap.fill(subtitle, 110), ha="center", va="bottom", fontsize=6, color="dimgrey")
     ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -71,10 +79,19 @@ def _headline_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def write_report(results: list[dict], plot_dirs: dict[str, Path], out: Path, title: str, context: str) -> Path:
-    """``results``: task results (as ``<task>.json``/``metrics.json``); ``plot_dirs``: label → a plots dir.
+def _curve_protocol(result: dict, task: str) -> str:
+    """What a task's recall@K curve measured: XMR's curve is the full gallery, the others their protocol."""
+    protocol = (result.get("full") or {}).get("protocol") if task == "xmr" else result.get("protocol")
+    return f"{result.get('split', '?')} split; {protocol or 'protocol not recorded'}"
 
-    Writes ``out/report.md`` and its PNGs beside it; returns the Markdown path.
+
+def plot_label(result: dict) -> str:
+    return result["task"] + ("_pretrained" if result.get("stage") == "pre-trained" else "")
+
+
+def write_report(results: list[dict], out: Path, title: str, context: str) -> Path:
+    """``results``: task results (as ``<task>.json``/``metrics.json``), each with its ``plots`` directory
+    and ``stage``. Writes ``out/report.md`` and its PNGs beside it; returns the Markdown path.
     """
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", "", context, "",
@@ -84,18 +101,23 @@ def write_report(results: list[dict], plot_dirs: dict[str, Path], out: Path, tit
              "evaluation units (query products, triplets, outfit queries, products), seeded; ties rank above the "
              "positive. Ceiling: an oracle that knows each product's labelled visible attributes and reads the "
              "texts through the schema's surface forms, under the same protocol and galleries (ties at random); "
-             "for attributes it is 100 (a visible label is what the image shows).", "",
+             "for attributes it is 100 (a visible label is what the image shows). Recall@K plots: chance is a "
+             "random ranking of the same galleries; the ceiling curve is the oracle's.", "",
              *_headline_table(results), ""]
-    for label, plots in plot_dirs.items():
+    for result in results:
+        plots, label = Path(result.get("plots") or out / "none"), plot_label(result)
         for curve in sorted(plots.glob("*_recall_at_k.csv")):
             task = curve.name.removesuffix("_recall_at_k.csv")
             name = f"{label}_{curve.stem}.png"
-            _plot_recall_at_k(_read_csv(curve), f"{task.upper()} recall@K ({label})", out / name)
+            stage = result.get("stage", "fine-tuned")
+            _plot_recall_at_k(_read_csv(curve), f"{task.upper()} recall@K, {stage} model (steps {result.get('steps')})",
+                              _curve_protocol(result, task), out / name)
             lines += [f"![{task} recall@K, {label}]({name})", ""]
         pr = plots / "attributes_pr.csv"
         if pr.is_file():
             name = f"{label}_attributes_pr.png"
-            _plot_pr(_read_csv(pr), f"Attribute precision–recall ({label})", out / name)
+            _plot_pr(_read_csv(pr), f"Attribute precision–recall ({label}, {result.get('split', '?')} split)",
+                     out / name)
             lines += [f"![attribute precision-recall, {label}]({name})", ""]
     lines += ["## Details", ""]
     for r in results:

@@ -130,15 +130,25 @@ def check_references(rows: list, products: dict[str, Product], describe: Callabl
                 raise ModelInputError(f"{record}: field '{field_name}': product {product_id!r} is not in the catalog")
 
 
-def write_curve(path: Path, ks: tuple[int, ...], curves: dict[str, dict[int, float]]) -> None:
-    """Recall@K per K: one column per group and their mean (a DVC plot, ``x: k``)."""
+def write_curve(path: Path, ks: tuple[int, ...], curves: dict[str, dict[int, float]],
+                gallery_sizes: dict[str, int] | None = None, ceiling: dict[str, dict[int, float]] | None = None) -> None:
+    """Recall@K per K: one column per group and their mean (a DVC plot, ``x: k``), then, over the groups,
+    ``chance`` (a random ranking of each group's gallery of ``gallery_sizes`` candidates, one positive)
+    and ``ceiling`` (the attribute oracle's recall@K), where given."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     names = list(curves)
+    extra = (["chance"] if gallery_sizes else []) + (["ceiling"] if ceiling else [])
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["k", *names, "mean"])
+        writer.writerow(["k", *names, "mean", *extra])
         for k in ks:
             values = [curves[n][k] for n in names]
-            writer.writerow([k, *[round(v, 4) for v in values], round(sum(values) / len(values), 4)])
+            row = [k, *[round(v, 4) for v in values], round(sum(values) / len(values), 4)]
+            if gallery_sizes:
+                row.append(round(sum(100.0 * min(k, gallery_sizes[n]) / max(gallery_sizes[n], 1) for n in names)
+                                 / len(names), 4))
+            if ceiling:
+                row.append(round(sum(ceiling[n][k] for n in names) / len(names), 4))
+            writer.writerow(row)

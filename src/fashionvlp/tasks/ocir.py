@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fashionvlp.data.pretrain_dataset import ImageTransform, label_maps
+from fashionvlp.data.pretrain_dataset import label_maps
 from fashionvlp.data.schema import Outfit, Product
 from fashionvlp.evaluation.embed import image_embeddings
 from fashionvlp.evaluation.metrics import hits_at_k
@@ -44,6 +44,10 @@ class OutfitCompletion(Objective):
         encoded = model.encode_image(item_pixels[valid]).global_
         items = encoded.new_zeros(*item_mask.shape, encoded.shape[-1])
         items[valid] = encoded
+        return self.query_from_items(items, item_mask, blank_category)
+
+    def query_from_items(self, items, item_mask, blank_category) -> torch.Tensor:
+        """The query from the items' image embeddings [B, M, H] (evaluation encodes each product once)."""
         return self.query_mlp(masked_mean(items, item_mask) + self.category(blank_category))
 
     def forward(self, model, batch):
@@ -106,7 +110,6 @@ def evaluate(ev: TaskEvaluation) -> dict:
     head.eval()
     outfits, products = _outfits(ev.catalog, ev.split)
     categories = label_maps(ev.catalog.schema)["category"]
-    transform = ImageTransform(ev.image_size, model.image_encoder.normalization)
     rng = np.random.default_rng(ev.params.evaluation.seed)
     blanks = [blank_position(o, rng) for o in outfits]
     # Candidates: the evaluation split's products of each category (plus any blank from outside it).
@@ -118,17 +121,31 @@ def evaluate(ev: TaskEvaluation) -> dict:
         blank = products[o.product_ids[b]]
         if blank.split != ev.split:
             by_category.setdefault(blank.category, []).append(blank)
-    keys = {c: image_embeddings(model, ev.catalog, ps, ev.image_size) for c, ps in by_category.items()}
+    # Every product an outfit or a gallery holds is encoded once, in batches: the queries reuse the
+    # embeddings (an outfit's items are encoded alone in training only for the gradient's sake).
+    needed = sorted({i for o in outfits for i in o.product_ids} | {p.product_id for ps in by_category.values()
+                                                                  for p in ps})
+    row_of = {product_id: row for row, product_id in enumerate(needed)}
+    encoded = image_embeddings(model, ev.catalog, [products[i] for i in needed], ev.image_size)
+    keys = {c: encoded[[row_of[p.product_id] for p in ps]] for c, ps in by_category.items()}
+    keys = {c: k / np.linalg.norm(k, axis=1, keepdims=True) for c, k in keys.items()}
     positions = {c: {p.product_id: i for i, p in enumerate(ps)} for c, ps in by_category.items()}
+    queries = []
+    for start in range(0, len(outfits), 256):
+        chunk = list(zip(outfits[start:start + 256], blanks[start:start + 256]))
+        width = max(len(o.product_ids) - 1 for o, _ in chunk)
+        items = np.zeros((len(chunk), width, encoded.shape[1]), dtype=encoded.dtype)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, (o, b) in enumerate(chunk):
+            kept = [row_of[i] for k, i in enumerate(o.product_ids) if k != b]
+            items[row, :len(kept)], mask[row, :len(kept)] = encoded[kept], 1
+        blank_categories = torch.tensor([categories[products[o.product_ids[b]].category] for o, b in chunk])
+        queries.append(head.query_from_items(torch.from_numpy(items), mask, blank_categories).float().numpy())
+    queries = np.concatenate(queries) if queries else np.zeros((0, encoded.shape[1]), dtype=np.float32)
     queries_by_category: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for o, b in zip(outfits, blanks):
+    for o, b, query in zip(outfits, blanks, queries):
         blank = products[o.product_ids[b]]
-        items = torch.stack([transform.to_tensor(transform.load(ev.catalog.root / products[i].images[0].path))
-                             for k, i in enumerate(o.product_ids) if k != b]).unsqueeze(0)
-        query = head.query(model, items, torch.ones(1, items.shape[1], dtype=torch.long),
-                           torch.tensor([categories[blank.category]])).float().numpy()
-        gallery = keys[blank.category]
-        scores = (query / np.linalg.norm(query)) @ (gallery / np.linalg.norm(gallery, axis=1, keepdims=True)).T
+        scores = (query / np.linalg.norm(query))[None, :] @ keys[blank.category].T
         relevant = np.zeros_like(scores, dtype=bool)
         relevant[0, positions[blank.category][blank.product_id]] = True
         queries_by_category.setdefault(blank.category, []).append((o.outfit_id, scores, relevant))
@@ -144,7 +161,8 @@ def evaluate(ev: TaskEvaluation) -> dict:
         units += [outfit_id for outfit_id, _, _ in rows]
         strata += [category] * len(rows)
         values.append(hits.mean(axis=1) * 100)
-    write_curve(ev.out / "plots" / "ocir_recall_at_k.csv", CURVE_KS, curves)
+    write_curve(ev.out / "plots" / "ocir_recall_at_k.csv", CURVE_KS, curves,
+                {c: len(by_category[c]) for c in curves})
     balanced = {f"R@{k}": float(np.mean([c[f"R@{k}"] for c in per_category.values()])) for k in KS}
     total = sum(c["queries"] for c in per_category.values())
     overall = {f"R@{k}": float(sum(c[f"R@{k}"] * c["queries"] for c in per_category.values()) / total) for k in KS}

@@ -93,7 +93,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
     transform = ImageTransform(ev.image_size, model.image_encoder.normalization)
     out: dict = {"groups": {}, "triplets": len(triplets)}
     curves: dict[str, dict[int, float]] = {}
-    hits, oracle_hits, ceiling_groups = [], [], {}
+    hits, oracle_hits, ceiling_groups, ceiling_curves, gallery_sizes = [], [], {}, {}, {}
     labelled = oracle.has_visible_labels(ev.catalog.schema, list(products.values()))
     for group in sorted({t.group for t in triplets}):
         rows = [t for t in triplets if t.group == group]
@@ -121,6 +121,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
         group_hits = hits_at_k(scores, relevant, KS)
         hits.append((group, rows, group_hits))
         curves[group] = recall_at_k(scores, relevant, CURVE_KS)
+        gallery_sizes[group] = len(gallery) - int(excluded.any(axis=1).mean().round())
         out["groups"][group] = {**{f"R@{k}": float(group_hits[:, i].mean() * 100) for i, k in enumerate(KS)},
                                 "queries": len(rows), "gallery": len(gallery)}
         if labelled:
@@ -130,6 +131,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
             oracle_scores[excluded] = -np.inf
             group_oracle = hits_at_k(oracle_scores, relevant, KS, ties="expected")
             oracle_hits.append((group, rows, group_oracle))
+            ceiling_curves[group] = recall_at_k(oracle_scores, relevant, CURVE_KS, ties="expected")
             ceiling_groups[group] = {f"R@{k}": float(group_oracle[:, i].mean() * 100) for i, k in enumerate(KS)}
     out["mean"] = _mean_over_groups(out["groups"])
     out["outcomes"] = {"TGIR": _outcome(hits)}
@@ -139,7 +141,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
                           "protocol": "attribute oracle: the reference's visible labels with the changes its captions "
                                       "name, scored against each gallery product's labels (agreements − "
                                       "contradictions), reference excluded, ties at random (expected recall)"}
-    write_curve(ev.out / "plots" / "tgir_recall_at_k.csv", CURVE_KS, curves)
+    write_curve(ev.out / "plots" / "tgir_recall_at_k.csv", CURVE_KS, curves, gallery_sizes, ceiling_curves or None)
     out["protocol"] = ("FashionIQ: caption pair joined with 'and'; gallery = every evaluation-split product of the "
                        "group's categories, reference excluded; R@10/R@50 per group, mean over groups; ties rank "
                        "above the target")

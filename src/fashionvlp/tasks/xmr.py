@@ -42,6 +42,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
     result = {"products": len(products), "paper": summarize_hits(paper, galleries.label),
               "full": summarize_hits(full, full_gallery_label(len(products))),
               "outcomes": _outcomes(products, galleries, paper)}
+    oracle_scores = None
     if oracle.has_visible_labels(ev.catalog.schema, products):
         oracle_scores = oracle.retrieval_scores(ev.catalog.schema, products)
         oracle_paper = paper_hits(oracle_scores, galleries, ties="expected")
@@ -49,7 +50,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
                              "full": summarize_hits(full_gallery_hits(oracle_scores, "expected"),
                                                     full_gallery_label(len(products))),
                              "protocol": oracle.PROTOCOL, "outcomes": _outcomes(products, galleries, oracle_paper)}
-    _write_curve(ev, scores)
+    _write_curve(ev, scores, oracle_scores)
     if cfg.rerank_k > 0:
         result["rerank"] = rerank_with_itm(ev, products, emb.image, emb.text, protocol, cfg.rerank_k)
     return result
@@ -61,16 +62,21 @@ def _outcomes(products, galleries, hits: dict[str, np.ndarray]) -> dict[str, Mea
     return {d: MeanOutcome.rows(ids[galleries.queries[d]], hits[d].mean(axis=1) * 100) for d in ("ITR", "TIR")}
 
 
-def _write_curve(ev: TaskEvaluation, scores: np.ndarray) -> None:
-    """Full-gallery recall@K for K in CURVE_KS (DVC plot ``plots/xmr_recall_at_k.csv``)."""
+def _write_curve(ev: TaskEvaluation, scores: np.ndarray, oracle_scores: np.ndarray | None) -> None:
+    """Full-gallery recall@K for K in CURVE_KS (DVC plot ``plots/xmr_recall_at_k.csv``), with a random
+    ranking's (``chance``) and the attribute oracle's (``<direction> ceiling``, ties at random)."""
     relevant = np.eye(len(scores), dtype=bool)
-    itr, tir = recall_at_k(scores, relevant, CURVE_KS), recall_at_k(scores.T, relevant, CURVE_KS)
+    columns = {"ITR": recall_at_k(scores, relevant, CURVE_KS), "TIR": recall_at_k(scores.T, relevant, CURVE_KS),
+               "chance": {k: 100.0 * min(k, len(scores)) / len(scores) for k in CURVE_KS}}
+    if oracle_scores is not None:
+        columns["ITR ceiling"] = recall_at_k(oracle_scores, relevant, CURVE_KS, ties="expected")
+        columns["TIR ceiling"] = recall_at_k(oracle_scores.T, relevant, CURVE_KS, ties="expected")
     path = ev.out / "plots" / "xmr_recall_at_k.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["k", "ITR", "TIR"])
-        writer.writerows([k, round(itr[k], 4), round(tir[k], 4)] for k in CURVE_KS)
+        writer.writerow(["k", *columns])
+        writer.writerows([k, *[round(c[k], 4) for c in columns.values()]] for k in CURVE_KS)
 
 
 @torch.no_grad()
