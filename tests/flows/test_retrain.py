@@ -110,7 +110,9 @@ def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_har
     assert states[1].name == "Cached" and states[1].result()["counts"] == states[0].result()["counts"]
 
     # The fan-out's fine-tunings (pool workers) give, to the bit, what a standalone run in a fresh process
-    # gives: each stage sets its own thread count, and nothing depends on the hash seed or the pool.
+    # gives: each training stage sets its own thread count, nothing depends on the hash seed or the pool,
+    # and evaluation does not depend on its thread count (the workers evaluate on their share of the
+    # cores, the standalone run on evaluation.threads; only that recorded count may differ).
     from fashionvlp.stages.finetune import flat_numbers
 
     cli = Path(sys.executable).parent / "fashionvlp"
@@ -122,4 +124,10 @@ def test_retrain_flow_runs_the_chain_from_data_to_the_promotion_gate(prefect_har
                              capture_output=True, text=True)
         assert res.returncode == 0, res.stdout + res.stderr
         standalone = json.loads((alone / "metrics.json").read_text())
-        assert flat_numbers(standalone, task) == flat_numbers(out["downstream"][task]["metrics"], task)
+        threads = f"{task}.evaluation.torch_threads"
+        alone_numbers = flat_numbers(standalone, task)
+        pooled_numbers = flat_numbers(out["downstream"][task]["metrics"], task)
+        settings = parameters.load()
+        share = min(settings.evaluation.threads, max(1, (os.cpu_count() or 1) // settings.finetune.workers))
+        assert alone_numbers.pop(threads) == settings.evaluation.threads and pooled_numbers.pop(threads) == share
+        assert alone_numbers == pooled_numbers
