@@ -85,7 +85,7 @@ def _curve_protocol(result: dict, task: str) -> str:
     return f"{result.get('split', '?')} split; {protocol or 'protocol not recorded'}"
 
 
-def plot_label(result: dict) -> str:
+def _plot_label(result: dict) -> str:
     return result["task"] + ("_pretrained" if result.get("stage") == "pre-trained" else "")
 
 
@@ -105,7 +105,7 @@ def write_report(results: list[dict], out: Path, title: str, context: str) -> Pa
              "random ranking of the same galleries; the ceiling curve is the oracle's.", "",
              *_headline_table(results), ""]
     for result in results:
-        plots, label = Path(result.get("plots") or out / "none"), plot_label(result)
+        plots, label = Path(result.get("plots") or out / "none"), _plot_label(result)
         for curve in sorted(plots.glob("*_recall_at_k.csv")):
             task = curve.name.removesuffix("_recall_at_k.csv")
             name = f"{label}_{curve.stem}.png"
