@@ -104,8 +104,8 @@ def write_report(results: list[dict], out: Path, title: str, context: str) -> Pa
              "for attributes it is 100 (a visible label is what the image shows). Recall@K plots: chance is a "
              "random ranking of the same galleries; the ceiling curve is the oracle's.", "",
              *_headline_table(results), ""]
-    for result in results:
-        plots, label = Path(result.get("plots") or out / "none"), _plot_label(result)
+    for result in (r for r in results if r.get("plots")):
+        plots, label = Path(result["plots"]), _plot_label(result)
         for curve in sorted(plots.glob("*_recall_at_k.csv")):
             task = curve.name.removesuffix("_recall_at_k.csv")
             name = f"{label}_{curve.stem}.png"

@@ -121,7 +121,7 @@ def evaluate(ev: TaskEvaluation) -> dict:
         group_hits = hits_at_k(scores, relevant, KS)
         hits.append((group, rows, group_hits))
         curves[group] = recall_at_k(scores, relevant, CURVE_KS)
-        gallery_sizes[group] = len(gallery) - int(excluded.any(axis=1).mean().round())
+        gallery_sizes[group] = round(float((~excluded).sum(axis=1).mean()))  # candidates a query ranks
         out["groups"][group] = {**{f"R@{k}": float(group_hits[:, i].mean() * 100) for i, k in enumerate(KS)},
                                 "queries": len(rows), "gallery": len(gallery)}
         if labelled:
