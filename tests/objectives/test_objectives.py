@@ -207,3 +207,21 @@ def test_objectives_summed_in_one_step_encode_the_image_once(tmp_path):
     total, _ = suite(_batch(model), suite.choose(0))
     total.backward()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("arch", ["fashionvil", "kgflip"])
+def test_the_task_heads_read_the_fused_token_and_the_image_embedding(tmp_path, arch):
+    # The classification and attribute heads' input: a change of image alone moves its second half by exactly
+    # the change of the unimodal image embedding, so the heads see the image even where fusion ignores it.
+    from fashionvlp.objectives.base import fused_readout
+
+    model = _model(tmp_path, arch).eval()
+    batch = _batch(model)
+    with torch.no_grad():
+        a = fused_readout(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
+        b = fused_readout(model, batch["pixels_b"], batch["input_ids"], batch["attention_mask"])
+        images = model.encode_image(batch["pixels_a"]).global_, model.encode_image(batch["pixels_b"]).global_
+    hidden = model.hidden_size
+    assert a.shape == (4, 2 * hidden)
+    torch.testing.assert_close(a[:, hidden:], images[0])
+    torch.testing.assert_close(b[:, hidden:] - a[:, hidden:], images[1] - images[0])

@@ -49,6 +49,14 @@ def encoded_image(model, batch: dict, key: str = "pixels_a"):
     return cache[key]
 
 
+def fused_readout(model, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, 2H]: the fused first token beside the unimodal image embedding, what the classification and
+    attribute heads read. Why both: colour and pattern are plain in the image features, but a short
+    fine-tuning of a head on the fused first token alone learns little more than each value's prior."""
+    image = model.encode_image(pixels)
+    return torch.cat([model.fuse(input_ids, attention_mask, image).pooled, image.global_], dim=-1)
+
+
 def register_objective(name: str, **defaults):
     """``@register_objective("kg_mlim", policy="attribute_first")`` registers a configured variant."""
     def add(cls):

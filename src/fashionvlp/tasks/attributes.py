@@ -21,7 +21,7 @@ from fashionvlp.evaluation.embed import product_batches
 from fashionvlp.evaluation.metrics import recall_at_precision
 from fashionvlp.evaluation.oracle import text_names_label
 from fashionvlp.evaluation.outcomes import RecallAtPrecisionOutcome
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, fused_readout, register_objective
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
 MIN_PRECISION = 0.9
@@ -35,15 +35,15 @@ class AttributeExtraction(Objective):
         super().__init__()
         if not context.attributes:
             raise ValueError("attribute extraction needs a catalog schema with attributes")
-        hidden = model.hidden_size
+        hidden, width = model.hidden_size, 2 * model.hidden_size  # fused_readout
         self.names = [name for name, _ in context.attributes]
-        self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(0.1),
+        self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                         nn.Linear(hidden, size))
                                     for name, size in context.attributes})
 
     def logits(self, model, pixels, input_ids, attention_mask) -> dict[str, torch.Tensor]:
-        pooled = model.fuse(input_ids, attention_mask, model.encode_image(pixels)).pooled
-        return {name: head(pooled) for name, head in self.heads.items()}
+        readout = fused_readout(model, pixels, input_ids, attention_mask)
+        return {name: head(readout) for name, head in self.heads.items()}
 
     def forward(self, model, batch):
         logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])

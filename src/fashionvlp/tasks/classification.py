@@ -1,4 +1,5 @@
-"""CR and SCR: category and subcategory from the fused image + text (the pooled first token).
+"""CR and SCR: category and subcategory from the fused image + text (``fused_readout``: the pooled first
+token beside the image embedding).
 
 The fine-tuning loss is registered as an objective (``classification``), so the training loop is the
 pre-training one; the evaluation scores accuracy and macro-F1 on a split.
@@ -18,7 +19,7 @@ from fashionvlp.data.schema import Product
 from fashionvlp.evaluation.embed import product_batches
 from fashionvlp.evaluation.metrics import accuracy, macro_f1
 from fashionvlp.evaluation.outcomes import MeanOutcome
-from fashionvlp.objectives.base import Objective, register_objective
+from fashionvlp.objectives.base import Objective, fused_readout, register_objective
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
 
@@ -28,13 +29,13 @@ class CategoryClassification(Objective):
         super().__init__()
         if context.num_categories < 2 or context.num_subcategories < 2:
             raise ValueError("classification needs at least 2 categories and 2 subcategories")
-        hidden = model.hidden_size
-        self.category_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, context.num_categories))
-        self.subcategory_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, context.num_subcategories))
+        width = 2 * model.hidden_size  # fused_readout
+        self.category_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_categories))
+        self.subcategory_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_subcategories))
 
     def logits(self, model, pixels, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = model.fuse(input_ids, attention_mask, model.encode_image(pixels)).pooled
-        return self.category_head(pooled), self.subcategory_head(pooled)
+        readout = fused_readout(model, pixels, input_ids, attention_mask)
+        return self.category_head(readout), self.subcategory_head(readout)
 
     def forward(self, model, batch):
         cat_logits, sub_logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
