@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+def _run_length(value: int) -> int:
+    if value == 1:  # a run of one product holds no same-subcategory negative
+        raise ValueError("0 (off) or at least 2 products per run")
+    return value
+
+
+SameSubcategory = Annotated[int, Field(ge=0), AfterValidator(_run_length)]
 
 
 class ConfigError(ValueError):
@@ -170,6 +179,9 @@ class PretrainConfig(StrictModel):
     mask_probability: float = Field(0.15, gt=0, lt=1)
     mpfc_mask_ratio: float = Field(0.16, gt=0, lt=1)
     hflip: bool = True
+    # Batches built of runs of this many same-subcategory products (hard negatives for ITC / XMR, as the
+    # papers' galleries are same-subcategory); 0: uniformly shuffled batches.
+    same_subcategory: SameSubcategory = 0
     pac: PACConfig = Field(default_factory=PACConfig)
     num_workers: int = Field(0, ge=0)
     log_every: int = Field(10, ge=1)
@@ -198,6 +210,9 @@ class FinetuneTaskConfig(StrictModel):
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(20, ge=0)
+    # As pretrain.same_subcategory, for tasks that train on the catalog's products (xmr, classification,
+    # attributes, captioning).
+    same_subcategory: SameSubcategory = 0
 
 
 class FinetuneConfig(StrictModel):

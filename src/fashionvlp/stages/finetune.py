@@ -52,7 +52,8 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
     loop_cfg = params.pretrain.model_copy(update={
         "objectives": spec.objectives, "combine": "sum", "steps": task_cfg.steps,
         "batch_size": task_cfg.batch_size, "lr": task_cfg.lr, "warmup_steps": task_cfg.warmup_steps,
-        "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1), "threads": params.finetune.threads})
+        "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1), "threads": params.finetune.threads,
+        "same_subcategory": task_cfg.same_subcategory})
     out = Path(out or finetune_dir(params, task))
     catalog_root = Path(catalog or params.catalog_dir)
     prepared = prepare(params, catalog_root, out=out, objectives=spec.objectives, init_from=init_from,
@@ -61,6 +62,9 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
     if spec.training_data is not None:
         from fashionvlp.data.catalog_io import read_catalog
 
+        if task_cfg.same_subcategory:
+            raise ModelInputError(f"finetune.{task}.same_subcategory: {task} trains on its own rows, not on the "
+                                  f"catalog's products; set it to 0")
         cfg = model.model_config
         dataset, collate = spec.training_data(TaskData(read_catalog(catalog_root), model, cfg.image.image_size,
                                                        cfg.text.max_length, loop_cfg.seed))

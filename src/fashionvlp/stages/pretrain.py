@@ -108,7 +108,8 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
 
     from fashionvlp.data.knowledge import mine_pseudo_attributes
     from fashionvlp.data.patch_labels import read_patch_labels
-    from fashionvlp.data.pretrain_dataset import EpochSampler, ImageTransform, PretrainCollator, PretrainDataset
+    from fashionvlp.data.pretrain_dataset import (EpochSampler, GroupedEpochSampler, ImageTransform, PretrainCollator,
+                                                 PretrainDataset)
     from fashionvlp.models.image_encoders import ModelInputError
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.objectives import OBJECTIVES
@@ -148,7 +149,9 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     dataset = PretrainDataset(cat, products, model.tokenizer, transform, model_cfg.text.max_length, pseudo,
                               cfg.pac.max_ngram, labels, cfg.hflip, cfg.seed)
     collate = PretrainCollator(model.tokenizer.pad_token_id, max(len(pseudo), 1))
-    return Prepared(suite, dataset, collate, EpochSampler(len(dataset), cfg.seed), pseudo, catalog_md5, len(products),
+    sampler = (GroupedEpochSampler([p.subcategory for p in products], cfg.same_subcategory, cfg.seed)
+               if cfg.same_subcategory else EpochSampler(len(dataset), cfg.seed))
+    return Prepared(suite, dataset, collate, sampler, pseudo, catalog_md5, len(products),
                     labels.root if labels is not None else None)
 
 
