@@ -142,7 +142,8 @@ def vqvae_cmd(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None,
     result = _run(lambda: train_vqvae(p, catalog, _tracking(p, track)))
     m = result.metrics
     typer.echo(f"VQ-VAE ({m['num_images']} images, grid {m['grid']}): reconstruction MSE {m['reconstruction_mse']:.4f}, "
-               f"perplexity {m['perplexity']:.1f}, codes used {m['codes_used']}/{m['codebook_size']} "
+               f"colour error {m['colour_error']:.1f}/255 on coloured cells (a grey reconstruction: "
+               f"{m['colour_error_grey']:.1f}), perplexity {m['perplexity']:.1f}, codes used {m['codes_used']}/{m['codebook_size']} "
                f"(dead {m['dead_codes']})\npatch labels: {result.labels_dir}\nmodel: {result.model_dir}")
 
 

@@ -29,6 +29,28 @@ def test_patch_labels_align_with_the_encoder_grid(tiny_catalog, tiny_patch_label
     assert (vq_dir / "reconstructions.png").exists() and (vq_dir / "vqvae.pt").exists()
     metrics = json.loads((vq_dir / "metrics.json").read_text())
     assert metrics["perplexity"] > 1 and metrics["reconstruction_mse"] > 0
+    assert metrics["colour_error"] >= 0 and metrics["colour_error_grey"] > 0 and metrics["coloured_cells"] > 0
+
+
+def test_the_colour_check_scores_a_perfect_and_a_grey_reconstruction():
+    from fashionvlp.stages.vqvae import COLOURED_CELL, _encode_all
+
+    class Reconstructs(torch.nn.Module):  # a stand-in VQ-VAE that decodes to ``decode(pixels)``, one code per 8×8
+        def __init__(self, decode):
+            super().__init__()
+            self.decode = decode
+
+        def forward(self, pixels):
+            return self.decode(pixels), torch.zeros(len(pixels), 4, 4, dtype=torch.long), torch.zeros(())
+
+    # Flat colour blocks, one per 8×8 cell: strongly coloured cells and grey ones.
+    images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    _, exact = _encode_all(Reconstructs(lambda x: x), images)
+    _, grey = _encode_all(Reconstructs(lambda x: x.mean(1, keepdim=True).expand_as(x)), images)
+    assert exact["coloured_cells"] == grey["coloured_cells"] > 0
+    assert exact["colour_error"] == pytest.approx(0.0, abs=1e-3)
+    assert grey["colour_error"] == pytest.approx(grey["colour_error_grey"], rel=1e-5)
+    assert grey["colour_error_grey"] > COLOURED_CELL
 
 
 @pytest.mark.parametrize("arch_overrides", [[], KGFLIP], ids=["fashionvil", "kgflip"])
