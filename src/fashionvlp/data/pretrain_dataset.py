@@ -86,8 +86,8 @@ class EpochSampler(Sampler[int]):
 class GroupedEpochSampler(EpochSampler):
     """A seeded order per epoch in runs of ``group_size`` products of one group (their subcategory), the
     runs shuffled: a batch of B (a multiple of group_size) then holds B / group_size runs, so each product
-    meets group_size - 1 negatives of its own subcategory. The papers' retrieval galleries are all same-subcategory, and a
-    uniformly shuffled batch of 32 over 14 subcategories holds about 2 of them."""
+    meets group_size - 1 negatives of its own subcategory. The papers' retrieval galleries are all
+    same-subcategory, and a uniformly shuffled batch of 32 over 14 subcategories holds about 2 of them."""
 
     def __init__(self, groups: list[str], group_size: int, seed: int):
         super().__init__(len(groups), seed)
