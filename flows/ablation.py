@@ -9,7 +9,8 @@
 Writes ``derived/ablation/ablation.md`` and ``ablation.json`` (the table, the config and the protocols),
 and logs the table to an MLflow parent run with one nested run per row (its stage runs nested below).
 Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pretrain.steps=200]
-[--only=fashionvil|kgflip] [--out=DIR] [--seeds=N]``.
+[--only=fashionvil|kgflip] [--row=LABEL ...] [--out=DIR] [--seeds=N]``; ``--row`` picks rows by label
+(repeatable), e.g. to re-run one row and check that its per-seed cells reproduce.
 """
 
 from __future__ import annotations
@@ -246,6 +247,10 @@ def main(argv: list[str]) -> int:
     out = next((a.removeprefix("--out=") for a in argv if a.startswith("--out=")), None)
     rows = {} if not only else {"fashionvil_rows": [] if "fashionvil" not in only else list(FASHIONVIL_ROWS),
                                 "kgflip_rows": [] if "kgflip" not in only else list(KGFLIP_ROWS)}
+    picked = [a.removeprefix("--row=") for a in argv if a.startswith("--row=")]
+    if picked:
+        rows = {"fashionvil_rows": [r for r in picked if r not in KGFLIP_ROWS],
+                "kgflip_rows": [r for r in picked if r in KGFLIP_ROWS]}
     seeds = next((int(a.removeprefix("--seeds=")) for a in argv if a.startswith("--seeds=")), 1)
     parameters = AblationParameters(**flow_options(argv, ["tiny"]), out=out, seeds=seeds, **rows)
     params = parameters.load()
