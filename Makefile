@@ -24,7 +24,7 @@ export MKL_CBWR=AUTO
 export MKL_DYNAMIC=FALSE
 export OMP_DYNAMIC=FALSE
 
-.PHONY: setup run test mlflow-ui prefect-server ui deploy worker team-check dvc-remote data synth validate bench bench-serving ablation export serve promote backfill clean-venv
+.PHONY: setup run test mlflow-ui prefect-server ui deploy worker team-check dvc-remote data synth validate bench bench-serving ablation sweep export serve promote backfill clean-venv
 
 setup: $(STAMP) dvc-remote
 
@@ -58,6 +58,12 @@ KGFLIP_ABLATION ?= --set=pretrain.steps=400 --set=finetune.attributes.steps=600
 ablation: data
 	$(PY) flows/ablation.py --preset=tiny --only=fashionvil --seeds=$(ABLATION_SEEDS) $(FASHIONVIL_ABLATION)
 	$(PY) flows/ablation.py --preset=tiny --only=kgflip --seeds=$(ABLATION_SEEDS) --out=derived/ablation-kgflip $(KGFLIP_ABLATION)
+
+# A grid of named configurations (configs/sweeps/*.yaml), each row an MLflow run of the sweep's experiment:
+# derived/sweep/<name>/sweep.md. ROW="label" runs one row (and the row its pre-trained model comes from).
+SWEEP ?= configs/sweeps/issue13.yaml
+sweep: data
+	$(PY) flows/sweep.py --sweep=$(SWEEP) $(if $(ROW),--row="$(ROW)")
 
 # From fine-tuned models to production: export + register (challenger), the gate, then production.
 export: setup

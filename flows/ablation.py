@@ -24,17 +24,15 @@ from fashionvlp.env import quiet_offline  # noqa: E402
 
 quiet_offline()
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger  # noqa: E402
 from prefect.task_runners import ProcessPoolTaskRunner  # noqa: E402
 from pydantic import Field  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
-from fashionvlp.stages import finetune as finetune_stage  # noqa: E402
-from fashionvlp.stages import pretrain as pretrain_stage  # noqa: E402
-from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
+from grid import finetune_row_task, patch_labels, pretrain_row  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FASHIONVIL_OBJECTIVES = ("itc", "itm", "mlm", "mpfc", "mvc", "pac", "kg_mlim", "kg_itm", "lm")
@@ -91,35 +89,6 @@ class AblationParameters(FlowParameters):
     seeds: int = Field(1, ge=1)
     catalog: str | None = None        # default: the DVC-pinned catalog of paths.catalog
     out: str | None = None            # default: <paths.derived>/ablation
-
-
-@task(name="vqvae-patch-labels")
-def patch_labels(parameters: AblationParameters, catalog: str) -> str:
-    params = parameters.load()
-    labels = vqvae_stage.patch_labels_dir(params)
-    if not (labels / "meta.json").is_file():
-        vqvae_stage.train_vqvae(params, Path(catalog))
-    return str(labels)
-
-
-@task(name="pretrain-row")
-def pretrain_row(parameters: AblationParameters, overrides: list[str] | None, catalog: str, labels: str,
-                 out: str, parent_run_id: str, seed: int = 0) -> str:
-    """``overrides`` None: the no-pre-training row (its random initialisation is seeded by ``seed``)."""
-    params = parameters.load((overrides or []) + [f"pretrain.seed={seed}"])
-    if overrides is None:
-        return str(pretrain_stage.initial_model(params, Path(catalog), Path(out)))
-    return str(pretrain_stage.pretrain(params, Path(catalog), Path(labels), Path(out),
-                                       tracking=Tracking.from_params(params), parent_run_id=parent_run_id).model_dir)
-
-
-@task(name="finetune-row-task")
-def finetune_row_task(parameters: AblationParameters, overrides: list[str] | None, task_name: str, model_dir: str,
-                      catalog: str, out: str, parent_run_id: str) -> dict:
-    params = parameters.load(overrides or [])
-    result = finetune_stage.finetune(params, task_name, Path(model_dir), Path(catalog), Path(out),
-                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
-    return {"task": task_name, "headline": result.metrics["headline"], "metrics_path": str(Path(out) / "metrics.json")}
 
 
 def _rows(parameters: AblationParameters) -> list[tuple[str, str, list[str] | None, tuple[str, ...]]]:
