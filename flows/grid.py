@@ -2,7 +2,8 @@
 row's patch labels, its pre-training (or the no-pre-training initialisation) and one fine-tuning.
 
 Each task loads ``Params`` from the flow's file, presets and overrides plus the row's own overrides, and
-passes paths and run ids, never tensors.
+passes paths and run ids, never tensors. A grid stopped part-way resumes when run again: pre-training from
+its last checkpoint, and a fine-tuning already finished with the same config is not run again.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def finetune_row_task(parameters: FlowParameters, overrides: list[str] | None, t
                       catalog: str, out: str, parent_run_id: str) -> dict:
     params = parameters.load(overrides or [])
     result = finetune_stage.finetune(params, task_name, Path(model_dir), Path(catalog), Path(out),
-                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id)
+                                     tracking=Tracking.from_params(params), parent_run_id=parent_run_id,
+                                     reuse_finished=True)
     return {"task": task_name, "headline": result.metrics["headline"],
             "intervals": result.metrics.get("intervals", {}), "metrics_path": str(Path(out) / "metrics.json")}

@@ -124,3 +124,17 @@ def test_bad_inputs(tiny_catalog, pretrained, tmp_path):
     with pytest.raises(ModelInputError, match=rf"outfit '{bad['outfit_id']}': field 'product_ids\[1\]': "
                                               "product 'NO-SUCH-PRODUCT' is not in the catalog"):
         finetune(tiny_params(tmp_path), "ocir", pretrained, catalog)
+
+
+def test_a_finished_fine_tuning_is_reused_only_with_the_same_config_and_start(tiny_catalog, pretrained, tmp_path):
+    out = tmp_path / "ocir"
+    params = tiny_params(tmp_path)
+    first = finetune(params, "ocir", pretrained, tiny_catalog, out, reuse_finished=True)
+    stamp = (out / "history.jsonl").stat().st_mtime_ns
+    again = finetune(params, "ocir", pretrained, tiny_catalog, out, reuse_finished=True)
+    assert again.metrics == json.loads((out / "metrics.json").read_text()) == first.metrics
+    assert again.run_id is None and (out / "history.jsonl").stat().st_mtime_ns == stamp   # not trained again
+    # Another config, or no reuse asked for: it trains (and writes its history) again.
+    other = finetune(tiny_params(tmp_path, "finetune.ocir.steps=2"), "ocir", pretrained, tiny_catalog, out,
+                     reuse_finished=True)
+    assert other.metrics["steps"] == 2 and (out / "history.jsonl").stat().st_mtime_ns != stamp

@@ -33,13 +33,33 @@ def task_fits_arch(task_name: str, arch: str) -> bool:
     return get_task(task_name).requires <= _architecture(arch).capabilities
 
 
+def _fingerprint(params: Params, task: str, init_from: Path) -> str:
+    from fashionvlp.stages.pretrain import config_fingerprint
+
+    return config_fingerprint(params) + json.dumps([task, str(init_from), getattr(params.finetune, task).model_dump()])
+
+
+def finished_metrics(params: Params, task: str, init_from: Path, out: Path) -> dict | None:
+    """The metrics of a fine-tuning that already finished in ``out`` with this config and start, else None.
+    ``metrics.json`` is written last, after the model and the evaluation, so its presence means done."""
+    out = Path(out)
+    fingerprint = out / "config_fingerprint.txt"
+    if not (out / "metrics.json").is_file() or not (out / "model").is_dir() or not fingerprint.is_file():
+        return None
+    if fingerprint.read_text() != _fingerprint(params, task, init_from):
+        return None
+    return json.loads((out / "metrics.json").read_text())
+
+
 def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = None, out: Path | None = None,
-             tracking=None, parent_run_id: str | None = None) -> FinetuneResult:
+             tracking=None, parent_run_id: str | None = None, reuse_finished: bool = False) -> FinetuneResult:
+    """``reuse_finished``: a fine-tuning already finished in ``out`` with the same config and start is not
+    run again (its metrics are returned, and no MLflow run is made): an interrupted grid of runs resumes."""
     from accelerate import PartialState
 
     from fashionvlp.data.pretrain_dataset import EpochSampler
     from fashionvlp.models.image_encoders import ModelInputError
-    from fashionvlp.stages.pretrain import config_fingerprint, prepare
+    from fashionvlp.stages.pretrain import prepare
     from fashionvlp.tasks.base import TaskData, get_task
     from fashionvlp.tracking.mlflow_tracking import maybe_run
     from fashionvlp.training.loop import train, use_cpu
@@ -55,6 +75,8 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
         "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1), "threads": params.finetune.threads,
         "same_subcategory": task_cfg.same_subcategory})
     out = Path(out or finetune_dir(params, task))
+    if reuse_finished and (metrics := finished_metrics(params, task, init_from, out)) is not None:
+        return FinetuneResult(out / "model", metrics, None)
     catalog_root = Path(catalog or params.catalog_dir)
     prepared = prepare(params, catalog_root, out=out, objectives=spec.objectives, init_from=init_from,
                        train_cfg=loop_cfg)
@@ -78,9 +100,8 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
             tracking.log_params(run_id, {f"finetune.{k}": v for k, v in task_cfg.model_dump().items()}
                                 | {"task": task, "init_from": str(init_from), "catalog_md5": prepared.catalog_md5,
                                    "train_samples": len(prepared.dataset)})
-        fingerprint = config_fingerprint(params) + json.dumps([task, str(init_from), task_cfg.model_dump()])
         result = train(prepared.suite, prepared.dataset, prepared.sampler, prepared.collate, loop_cfg, out, tracking,
-                       run_id, fingerprint, label=f"finetune-{task}")
+                       run_id, _fingerprint(params, task, init_from), label=f"finetune-{task}")
         metrics = {}
         if result.accelerator.is_main_process:  # under DDP, one process writes and evaluates
             metrics = _save_and_evaluate(params, spec, prepared, result, model_dir, init_from, catalog_root, out)
