@@ -16,7 +16,6 @@ Run: ``make ablation`` or ``python flows/ablation.py [--preset=tiny] [--set=pret
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import numpy as np  # noqa: E402
 from fashionvlp.config import FlowParameters, Params, flow_options  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
-from grid import finetune_row_task, patch_labels, pretrain_row  # noqa: E402
+from grid import finetune_row_task, patch_labels, pretrain_row, slug  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 FASHIONVIL_OBJECTIVES = ("itc", "itm", "mlm", "mpfc", "mvc", "pac", "kg_mlim", "kg_itm", "lm")
@@ -73,10 +72,6 @@ FASHIONVIL_TASKS = ("xmr", "tgir", "classification", "ocir")
 FASHIONVIL_COLUMNS = ("ITR", "TIR", "TGIR", "SCR", "OCIR")
 KGFLIP_TASKS = ("attributes",)
 KGFLIP_COLUMNS = ("ATTR_R@90P",)
-
-
-def slug(label: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
 class AblationParameters(FlowParameters):

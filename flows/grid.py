@@ -8,6 +8,7 @@ its last checkpoint, and a fine-tuning already finished with the same config is 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from prefect import task
@@ -17,6 +18,11 @@ from fashionvlp.stages import finetune as finetune_stage
 from fashionvlp.stages import pretrain as pretrain_stage
 from fashionvlp.stages import vqvae as vqvae_stage
 from fashionvlp.tracking.mlflow_tracking import Tracking
+
+
+def slug(label: str) -> str:
+    """A row label as a directory name."""
+    return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
 
 
 @task(name="vqvae-patch-labels")

@@ -43,7 +43,7 @@ from fashionvlp.config import FlowParameters, flow_options  # noqa: E402
 from fashionvlp.stages import data as data_stages  # noqa: E402
 from fashionvlp.tasks import TASKS  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
-from grid import finetune_row_task, patch_labels, pretrain_row  # noqa: E402
+from grid import finetune_row_task, patch_labels, pretrain_row, slug  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -93,10 +93,6 @@ class SweepParameters(FlowParameters):
     out: str | None = None            # default: <paths.derived>/sweep/<sweep file stem>
 
 
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
-
-
 def _labels_key(params) -> str:
     # Rows whose VQ-VAE and image encoder agree share patch labels; the others train their own.
     config = json.dumps([params.vqvae.model_dump(), params.model.image.model_dump()], sort_keys=True, default=str)
@@ -142,13 +138,13 @@ def sweep(parameters: SweepParameters) -> dict:
                 if key not in labels_futures:
                     labels_futures[key] = patch_labels.submit(parameters, catalog, overrides,
                                                               str(root / "patch_labels" / key / "labels"))
-                models[row.label] = [pretrain_row.with_options(name=f"pretrain-{_slug(row.label)}-seed{seed}").submit(
+                models[row.label] = [pretrain_row.with_options(name=f"pretrain-{slug(row.label)}-seed{seed}").submit(
                     parameters, overrides, catalog, labels_futures[key],
-                    str(root / _slug(row.label) / f"seed-{seed}" / "pretrain"), row_run, seed)
+                    str(root / slug(row.label) / f"seed-{seed}" / "pretrain"), row_run, seed)
                     for seed in range(parameters.seeds)]
-            per_seed = [[finetune_row_task.with_options(name=f"finetune-{_slug(row.label)}-{t}-seed{seed}").submit(
+            per_seed = [[finetune_row_task.with_options(name=f"finetune-{slug(row.label)}-{t}-seed{seed}").submit(
                 parameters, overrides + [f"pretrain.seed={seed}"], t, model, catalog,
-                str(root / _slug(row.label) / f"seed-{seed}" / t), row_run) for t in (row.tasks or spec.tasks)]
+                str(root / slug(row.label) / f"seed-{seed}" / t), row_run) for t in (row.tasks or spec.tasks)]
                 for seed, model in enumerate(models[row.label])]
             pending.append((row, row_run, per_seed))
         table = {}
