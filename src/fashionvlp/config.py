@@ -132,6 +132,9 @@ class ModelConfig(StrictModel):
     shared_fusion: bool = True
     # Contrastive logits are s²·cos with a learnable s (FashionViL initialises s at 4).
     contrastive_scale_init: float = Field(4.0, gt=0)
+    # A frozen pretrained descriptor the classification and attribute heads read beside the model's features
+    # (models/image_descriptor.py): efficientnet_lite0_s16, or null for none.
+    image_descriptor: str | None = None
 
 
 class VQVAEConfig(StrictModel):
@@ -170,6 +173,9 @@ class PretrainConfig(StrictModel):
     lr: float = Field(1e-4, gt=0)
     # FashionViL trains the image encoder and the heads at 20× the text encoder's rate.
     lr_multiplier: float = Field(1.0, gt=0)
+    # The objectives' heads at lr × lr_multiplier × this; fine-tuning sets it per task (new heads on a
+    # pre-trained model learn at a higher rate than the model they read).
+    head_lr_multiplier: float = Field(1.0, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
     warmup_steps: int = Field(30, ge=0)
@@ -210,6 +216,8 @@ class FinetuneTaskConfig(StrictModel):
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(20, ge=0)
+    # The task's heads at lr × this (the model at lr): pretrain.head_lr_multiplier for this fine-tuning.
+    head_lr_multiplier: float = Field(1.0, gt=0)
     # As pretrain.same_subcategory, for tasks that train on the catalog's products (xmr, classification,
     # attributes, captioning).
     same_subcategory: SameSubcategory = 0

@@ -21,9 +21,9 @@ TEXTS = ["a blue v-neck dress with long sleeves", "red cotton shirt with buttons
 CONTEXT = ObjectiveContext(num_pseudo_attributes=5, codebook_size=16)
 
 
-def _model(tmp_path, arch):
+def _model(tmp_path, arch, image_descriptor=None):
     cfg = ModelConfig.model_validate({
-        "arch": arch, "image": {"name": "vit_micro_patch8", "image_size": 32},
+        "arch": arch, "image": {"name": "vit_micro_patch8", "image_size": 32}, "image_descriptor": image_descriptor,
         "text": {"source": "scratch", "scratch": {"vocab_size": 200, "hidden_size": 32, "layers": 1, "heads": 2,
                                                   "intermediate_size": 64}}})
     return build_model(cfg, train_texts=TEXTS, tokenizer_out=tmp_path / f"tok-{arch}")
@@ -210,18 +210,28 @@ def test_objectives_summed_in_one_step_encode_the_image_once(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["fashionvil", "kgflip"])
-def test_the_task_heads_read_the_fused_token_and_the_image_embedding(tmp_path, arch):
-    # The classification and attribute heads' input: a change of image alone moves its second half by exactly
-    # the change of the unimodal image embedding, so the heads see the image even where fusion ignores it.
+def test_the_task_heads_read_the_fused_tokens_the_image_embedding_and_the_descriptor(tmp_path, arch):
+    # The classification and attribute heads' input, [first token | text-token mean | image embedding |
+    # descriptor]: a change of image alone moves the last two parts by exactly the change of the unimodal
+    # image embedding and of the frozen descriptor, so the heads see the image even where fusion ignores it.
+    from fashionvlp.models.interface import masked_mean
     from fashionvlp.objectives.base import fused_readout
 
-    model = _model(tmp_path, arch).eval()
+    model = _model(tmp_path, arch, image_descriptor="efficientnet_lite0_s16").eval()
     batch = _batch(model)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
     with torch.no_grad():
-        a = fused_readout(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
-        b = fused_readout(model, batch["pixels_b"], batch["input_ids"], batch["attention_mask"])
-        images = model.encode_image(batch["pixels_a"]).global_, model.encode_image(batch["pixels_b"]).global_
+        a = fused_readout(model, batch["pixels_a"], ids, mask)
+        b = fused_readout(model, batch["pixels_b"], ids, mask)
+        images = model.encode_image(batch["pixels_a"]), model.encode_image(batch["pixels_b"])
+        fused = model.fuse(ids, mask, images[0])
+        descriptors = model.image_descriptor(batch["pixels_a"]), model.image_descriptor(batch["pixels_b"])
     hidden = model.hidden_size
-    assert a.shape == (4, 2 * hidden)
-    torch.testing.assert_close(a[:, hidden:], images[0])
-    torch.testing.assert_close(b[:, hidden:] - a[:, hidden:], images[1] - images[0])
+    assert a.shape == (4, model.readout_width) == (4, 3 * hidden + model.image_descriptor.dim)
+    torch.testing.assert_close(a[:, :hidden], fused.pooled)
+    torch.testing.assert_close(a[:, hidden:2 * hidden], masked_mean(fused.text_tokens, mask))
+    torch.testing.assert_close(a[:, 2 * hidden:3 * hidden], images[0].global_)
+    torch.testing.assert_close(b[:, 2 * hidden:3 * hidden] - a[:, 2 * hidden:3 * hidden],
+                               images[1].global_ - images[0].global_)
+    torch.testing.assert_close(b[:, 3 * hidden:] - a[:, 3 * hidden:], descriptors[1] - descriptors[0])
+    assert not torch.allclose(descriptors[0], descriptors[1])

@@ -41,6 +41,13 @@ class VisionLanguageModel(nn.Module, abc.ABC):
         self.hidden_size = hidden_size
         # logits = s²·cos, s learnable (FashionViL init 4 → temperature 1/16)
         self.contrastive_scale = nn.Parameter(torch.tensor(float(contrastive_scale_init)))
+        # models/image_descriptor.py; attached by the registry when the config names one
+        self.image_descriptor: nn.Module | None = None
+
+    @property
+    def readout_width(self) -> int:
+        """Width of ``objectives.base.fused_readout``: first token, text mean, image embedding, descriptor."""
+        return 3 * self.hidden_size + (self.image_descriptor.dim if self.image_descriptor is not None else 0)
 
     def contrastive_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.contrastive_scale.square() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t()

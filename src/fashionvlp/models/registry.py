@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from fashionvlp.config import ModelConfig
+from fashionvlp.models.image_descriptor import build_image_descriptor
 from fashionvlp.models.image_encoders import ModelInputError, build_image_encoder
 
 ARCHITECTURES: dict[str, type] = {}
@@ -36,7 +37,9 @@ def build_model(cfg: ModelConfig, resolve: Callable[[Path], Path] = Path, train_
     cls = _architecture(cfg.arch)
     image = build_image_encoder(cfg.image, resolve(cfg.image.checkpoint) if cfg.image.checkpoint else None)
     bert, tokenizer = build_text_encoder(cfg.text, resolve, train_texts, tokenizer_out)
-    return cls(cfg, image, bert, tokenizer)
+    model = cls(cfg, image, bert, tokenizer)
+    model.image_descriptor = build_image_descriptor(cfg.image_descriptor, image.normalization)
+    return model
 
 
 def save_pretrained(model, out: Path, cfg: ModelConfig, extra: dict | None = None) -> Path:
@@ -69,6 +72,7 @@ def load_pretrained(path: Path, expect_arch: str | None = None):
     bert = BertModel(BertConfig.from_dict(meta["bert_config"]), add_pooling_layer=False)
     tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR))
     model = _architecture(meta["arch"])(cfg, image, bert, tokenizer)
+    model.image_descriptor = build_image_descriptor(cfg.image_descriptor, image.normalization, pretrained=False)
     load_model(model, str(path / WEIGHTS_FILE))
     model.model_config = cfg
     return model

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch import nn
 
 from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.models.interface import masked_mean
 
 OBJECTIVES: dict[str, Callable[..., "Objective"]] = {}
 
@@ -50,11 +51,17 @@ def encoded_image(model, batch: dict, key: str = "pixels_a"):
 
 
 def fused_readout(model, pixels: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, 2H]: the fused first token beside the unimodal image embedding, what the classification and
-    attribute heads read. Why both: colour and pattern are plain in the image features, but a short
-    fine-tuning of a head on the fused first token alone learns little more than each value's prior."""
+    """[B, model.readout_width]: the fused first token, the mean of the fused text tokens, the unimodal image
+    embedding and the frozen image descriptor (if the model has one): what the classification and attribute
+    heads read. Why not the first token alone: a short fine-tuning of a head on it learns little more than
+    each value's prior, while the text's words (the mean keeps which ones are there) and the image features
+    (colour, pattern) hold the answer plainly."""
     image = model.encode_image(pixels)
-    return torch.cat([model.fuse(input_ids, attention_mask, image).pooled, image.global_], dim=-1)
+    fused = model.fuse(input_ids, attention_mask, image)
+    parts = [fused.pooled, masked_mean(fused.text_tokens, attention_mask), image.global_]
+    if model.image_descriptor is not None:
+        parts.append(model.image_descriptor(pixels))
+    return torch.cat(parts, dim=-1)
 
 
 def register_objective(name: str, **defaults):

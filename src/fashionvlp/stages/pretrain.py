@@ -34,6 +34,7 @@ def pretrain_dir(params: Params) -> Path:
 
 def config_fingerprint(params: Params) -> str:
     relevant = {k: v for k, v in params.model_dump(mode="json").items() if k in ("model", "pretrain", "vqvae")}
+    relevant["model"].pop("image_descriptor")  # frozen, read by fine-tuned heads only: a fine-tuning attaches it
     relevant["pretrain"] = {k: v for k, v in relevant["pretrain"].items()
                             if k not in ("log_every", "checkpoint_every", "keep_checkpoints", "resume", "num_workers")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
@@ -111,6 +112,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     from fashionvlp.data.pretrain_dataset import (EpochSampler, GroupedEpochSampler, ImageTransform, PretrainCollator,
                                                  PretrainDataset)
     from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.models.image_descriptor import build_image_descriptor
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.objectives import OBJECTIVES
     from fashionvlp.objectives.combine import ObjectiveSuite
@@ -135,6 +137,12 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     if init_from is not None:
         model = load_pretrained(Path(init_from), expect_arch=model_cfg.arch)
         model_cfg = model.model_config
+        if model_cfg.image_descriptor != params.model.image_descriptor:
+            # Frozen and packaged, so it needs no pre-training: the configured one replaces the checkpoint's.
+            model.image_descriptor = build_image_descriptor(params.model.image_descriptor,
+                                                            model.image_encoder.normalization)
+            model_cfg = model.model_config = model_cfg.model_copy(
+                update={"image_descriptor": params.model.image_descriptor})
     else:
         model = _fresh_model(params, model_cfg, out, texts)
     if labels is not None:

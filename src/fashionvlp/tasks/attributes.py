@@ -35,7 +35,7 @@ class AttributeExtraction(Objective):
         super().__init__()
         if not context.attributes:
             raise ValueError("attribute extraction needs a catalog schema with attributes")
-        hidden, width = model.hidden_size, 2 * model.hidden_size  # fused_readout
+        hidden, width = model.hidden_size, model.readout_width
         self.names = [name for name, _ in context.attributes]
         self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                         nn.Linear(hidden, size))

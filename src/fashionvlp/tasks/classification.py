@@ -29,7 +29,7 @@ class CategoryClassification(Objective):
         super().__init__()
         if context.num_categories < 2 or context.num_subcategories < 2:
             raise ValueError("classification needs at least 2 categories and 2 subcategories")
-        width = 2 * model.hidden_size  # fused_readout
+        width = model.readout_width
         self.category_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_categories))
         self.subcategory_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_subcategories))
 

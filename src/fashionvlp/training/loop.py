@@ -65,21 +65,24 @@ def checkpoint_dirs(out: Path) -> list[Path]:
 
 
 def _param_groups(suite, cfg: PretrainConfig) -> list[dict]:
-    """Text/fusion BERT at lr; image encoder, projections and heads at lr × multiplier; no decay on norms/biases."""
+    """Text/fusion BERT at lr; image encoder and projections at lr × lr_multiplier, the objectives' heads at
+    lr × lr_multiplier × head_lr_multiplier; no decay on norms/biases."""
     base_ids = {id(p) for p in suite.model.text.parameters()}
     if hasattr(suite.model, "fusion"):
         base_ids |= {id(p) for p in suite.model.fusion.parameters()}
-    groups: dict[tuple[bool, bool], list] = defaultdict(list)
+    head_ids = {id(p) for p in suite.objectives.parameters()}
+    groups: dict[tuple[float, bool], list] = defaultdict(list)
     seen: set[int] = set()
     for name, param in suite.named_parameters():
         if not param.requires_grad or id(param) in seen:
             continue
         seen.add(id(param))
         no_decay = param.ndim < 2 or "LayerNorm" in name or "norm" in name.lower()
-        groups[(id(param) in base_ids, no_decay)].append(param)
-    return [{"params": params, "lr": cfg.lr * (1.0 if base else cfg.lr_multiplier),
-             "weight_decay": 0.0 if no_decay else cfg.weight_decay}
-            for (base, no_decay), params in groups.items()]
+        scale = 1.0 if id(param) in base_ids else \
+            cfg.lr_multiplier * (cfg.head_lr_multiplier if id(param) in head_ids else 1.0)
+        groups[(scale, no_decay)].append(param)
+    return [{"params": params, "lr": cfg.lr * scale, "weight_decay": 0.0 if no_decay else cfg.weight_decay}
+            for (scale, no_decay), params in groups.items()]
 
 
 def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, tracking=None, run_id: str | None = None,

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from fashionvlp.models.image_descriptor import EFFICIENTNET_LITE0_S16, build_image_descriptor
+from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, ModelInputError, Normalization
+from tests.conftest import tiny_params
+
+ITC_ONLY = "pretrain.objectives={itc: 1, itm: 0, mlm: 0, mpfc: 0, mvc: 0, pac: 0}"
+
+
+def test_the_descriptor_converts_the_models_normalisation_and_stays_frozen():
+    half = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    for_vit = build_image_descriptor(EFFICIENTNET_LITE0_S16, half)
+    for_imagenet = build_image_descriptor(EFFICIENTNET_LITE0_S16, Normalization())
+    raw = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    imagenet = (raw - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(for_vit((raw - 0.5) / 0.5), for_imagenet(imagenet), atol=1e-4)
+
+    for_vit.train()
+    assert not for_vit.blocks.training and not for_vit.stem.training  # BatchNorm keeps ImageNet's statistics
+    for_vit(imagenet).square().sum().backward()
+    trained = {name for name, p in for_vit.named_parameters() if p.grad is not None}
+    assert trained == {"norm.weight", "norm.bias"}
+    assert for_vit.dim == 2 * (40 + 112) and for_vit(imagenet).shape == (2, for_vit.dim)
+
+
+def test_an_unknown_descriptor_is_refused_by_name():
+    with pytest.raises(ModelInputError, match="'resnet_s16'.*efficientnet_lite0_s16"):
+        build_image_descriptor("resnet_s16", Normalization())
+    assert build_image_descriptor(None, Normalization()) is None
+
+
+def test_a_fine_tuning_attaches_the_descriptor_to_a_pre_trained_model_without_one(tmp_path, tiny_catalog):
+    from safetensors.torch import load_file
+
+    from fashionvlp.models.registry import load_pretrained
+    from fashionvlp.stages.finetune import finetune
+    from fashionvlp.stages.pretrain import config_fingerprint, pretrain
+
+    plain = tiny_params(tmp_path, "model.image_descriptor=null", ITC_ONLY,
+                        "evaluation.allow_fallback=true")
+    described = tiny_params(tmp_path, f"model.image_descriptor={EFFICIENTNET_LITE0_S16}",
+                            ITC_ONLY, "evaluation.allow_fallback=true")
+    assert config_fingerprint(plain) == config_fingerprint(described)  # pre-training does not read it
+    pretrained = pretrain(plain, tiny_catalog).model_dir
+    assert load_pretrained(pretrained).image_descriptor is None
+
+    result = finetune(described, "classification", pretrained, tiny_catalog, out=tmp_path / "classification")
+    model = load_pretrained(result.model_dir)
+    assert model.model_config.image_descriptor == EFFICIENTNET_LITE0_S16
+    fresh = build_image_descriptor(EFFICIENTNET_LITE0_S16, model.image_encoder.normalization)
+    frozen = {k: v for k, v in fresh.state_dict().items() if not k.startswith("norm.")}
+    saved = load_file(str(result.model_dir / "objectives.safetensors"))
+    heads_in = saved["classification.subcategory_head.1.weight"].shape[1]
+    assert heads_in == 3 * model.hidden_size + fresh.dim == model.readout_width
+    for name, value in frozen.items():  # the fine-tuning did not move the frozen weights
+        assert torch.equal(model.image_descriptor.state_dict()[name], value), name
+    assert 0.0 <= result.metrics["SCR"]["accuracy"] <= 100.0
+
+
+def test_heads_learn_at_their_own_rate_and_the_frozen_descriptor_not_at_all(tmp_path, tiny_catalog):
+    import fashionvlp.tasks.attributes  # noqa: F401  (registers its objective)
+    from fashionvlp.stages.pretrain import prepare
+    from fashionvlp.training.loop import _param_groups
+
+    params = tiny_params(tmp_path, ITC_ONLY, "pretrain.lr=0.001", "pretrain.lr_multiplier=2")
+    loop = params.pretrain.model_copy(update={"objectives": {"attributes": 1.0}, "head_lr_multiplier": 5.0})
+    suite = prepare(params, tiny_catalog, objectives={"attributes": 1.0}, train_cfg=loop).suite
+    lr_of = {id(p): group["lr"] for group in _param_groups(suite, loop) for p in group["params"]}
+    lr_of_heads = list(suite.objectives.parameters())
+    assert [lr_of[id(p)] for p in suite.objectives.parameters()] == pytest.approx([0.01] * len(lr_of_heads))
+    assert {lr_of[id(p)] for p in suite.model.text.parameters()} == {0.001}
+    assert {lr_of[id(p)] for p in suite.model.image_encoder.parameters()} == {0.002}
+    descriptor = suite.model.image_descriptor
+    assert {lr_of[id(p)] for p in descriptor.norm.parameters()} == {0.002}
+    assert not any(id(p) in lr_of for p in descriptor.blocks.parameters())
