@@ -53,9 +53,11 @@ def _plot_pr(rows: list[dict], title: str, out: Path) -> None:
     for r in rows:
         curves[r["attribute"]].append((float(r["recall"]), float(r["precision"])))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in sorted(curves.items()):
+    colours = plt.get_cmap("tab20").colors  # 12 attributes: tab10's cycle would give two of them one colour
+    for i, (name, points) in enumerate(sorted(curves.items())):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1)
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=name, linewidth=1,
+                color=colours[(2 * i) % 20 + (2 * i) // 20], linestyle="-" if i < 10 else "--")
     ax.axhline(90, color="grey", linestyle="--", linewidth=0.8)
     ax.set(xlabel="recall (% of products with a value)", ylabel="precision (%)", title=title)
     ax.legend(fontsize=6, ncol=2)
