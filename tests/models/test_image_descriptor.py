@@ -31,6 +31,26 @@ def test_an_unknown_descriptor_is_refused_by_name():
     assert build_image_descriptor(None, Normalization()) is None
 
 
+def test_attaching_a_descriptor_leaves_the_models_own_initialisation_and_later_draws_as_they_were(tmp_path):
+    from fashionvlp.models.registry import build_model
+
+    texts = ["red floral midi dress", "blue striped cotton shirt", "black leather ankle boots"] * 20
+
+    def fresh(descriptor):
+        torch.manual_seed(0)
+        model = build_model(tiny_params(tmp_path, f"model.image_descriptor={descriptor}").model,
+                            train_texts=texts, tokenizer_out=tmp_path / f"tokenizer-{descriptor}")
+        return model, torch.rand(4)
+
+    (plain, plain_draw), (described, described_draw) = fresh("null"), fresh(EFFICIENTNET_LITE0_S16)
+    assert described.image_descriptor is not None and plain.image_descriptor is None
+    own = {k: v for k, v in described.state_dict().items() if not k.startswith("image_descriptor.")}
+    assert own.keys() == plain.state_dict().keys()
+    for name, value in plain.state_dict().items():
+        assert torch.equal(own[name], value), name
+    assert torch.equal(plain_draw, described_draw)
+
+
 def test_a_fine_tuning_attaches_the_descriptor_to_a_pre_trained_model_without_one(tmp_path, tiny_catalog):
     from safetensors.torch import load_file
 

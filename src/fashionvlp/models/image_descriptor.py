@@ -69,4 +69,8 @@ def build_image_descriptor(name: str | None, normalization: Normalization,
         return None
     if name not in DESCRIPTORS:
         raise ModelInputError(f"unknown model.image_descriptor {name!r}; known: {', '.join(DESCRIPTORS)} (or null)")
-    return FrozenImageDescriptor(normalization, pretrained)
+    # EfficientNet's constructor draws random initial weights even when pretrained ones replace them: on a
+    # forked generator, attaching a descriptor leaves every later draw (the model's own init, pre-training's
+    # batches and masks) as it is without one.
+    with torch.random.fork_rng(devices=[]):
+        return FrozenImageDescriptor(normalization, pretrained)
