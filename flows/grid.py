@@ -20,6 +20,14 @@ from fashionvlp.stages import vqvae as vqvae_stage
 from fashionvlp.tracking.mlflow_tracking import Tracking
 
 
+# Pre-training in a grid's process pool runs on one thread per worker, ahead of the flow's own overrides
+# (a --set=pretrain.threads=N still wins). Why: two workers of two torch/OpenMP threads each on two cores
+# ran KG-FLIP's tiny pre-training at 2-10 samples/s against 37 with one thread each, since every small op's
+# parallel region waits on a thread that is not running. The thread count is part of the result (see
+# ``fashionvlp.env.fix_threads``), so a grid's row reproduces with this count, not the retrain flow's 2.
+POOLED_PRETRAIN_THREADS = 1
+
+
 def slug(label: str) -> str:
     """A row label as a directory name."""
     return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
@@ -41,7 +49,9 @@ def patch_labels(parameters: FlowParameters, catalog: str, overrides: list[str] 
 def pretrain_row(parameters: FlowParameters, overrides: list[str] | None, catalog: str, labels: str,
                  out: str, parent_run_id: str, seed: int = 0) -> str:
     """``overrides`` None: the no-pre-training row (its random initialisation is seeded by ``seed``)."""
-    params = parameters.load((overrides or []) + [f"pretrain.seed={seed}"])
+    pooled = parameters.model_copy(update={"overrides": [f"pretrain.threads={POOLED_PRETRAIN_THREADS}",
+                                                         *parameters.overrides]})
+    params = pooled.load((overrides or []) + [f"pretrain.seed={seed}"])
     if overrides is None:
         return str(pretrain_stage.initial_model(params, Path(catalog), Path(out)))
     return str(pretrain_stage.pretrain(params, Path(catalog), Path(labels), Path(out),

@@ -47,3 +47,9 @@ def test_ablation_writes_the_papers_table(prefect_harness, tiny_catalog, tiny_pa
 
     separate = tmp_path / "derived" / "ablation" / "fashionvil" / "same-w-o-sharing-te-and-fe" / "seed-1" / "pretrain" / "model"
     assert json.loads((separate / "model.json").read_text())["model"]["shared_fusion"] is False
+    # Pooled pre-trainings run on one thread each (two of two threads on two cores crawl).
+    resolved = json.loads((separate.parent / "resolved_config.json").read_text())
+    assert resolved["pretrain"]["threads"] == 1
+    pretrain_runs = [r for r in client.search_runs([parent.info.experiment_id])
+                     if "repro.torch_threads" in r.data.params and r.data.tags.get("stage") == "pretrain"]
+    assert pretrain_runs and {r.data.params["repro.torch_threads"] for r in pretrain_runs} == {"1"}
