@@ -5,7 +5,8 @@
                                     [--features s8,s16,s32] [--out bench/results/attribute_probe.json]
 
 Each product's first view, resized to --size; features are the mean and the max over each stage's last
-block output (stride 2 … 32) and the head. A logistic regression (standardised features) per attribute and
+block output (stride 2 … 32) and the head; ``s16grid`` (any stride + ``grid``) is that output average-pooled to 4 × 4
+and flattened, which keeps where a shape sits. A logistic regression (standardised features) per attribute and
 stride; printed beside the test split's majority-class rate. Why: the micro ViT trained from random reads
 pattern at its majority rate, and these say whether a frozen pretrained stage would see it.
 """
@@ -40,7 +41,11 @@ def stage_features(net, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         if last:
             out[f"s{pixels.shape[-1] // h.shape[-1]}"] = h
     out["head"] = net._swish(net._bn1(net._conv_head(h)))
-    return {k: torch.cat([v.mean((2, 3)), v.amax((2, 3))], 1) for k, v in out.items()}
+    pooled = {k: torch.cat([v.mean((2, 3)), v.amax((2, 3))], 1) for k, v in out.items()}
+    # "<stride>grid": the stage's map average-pooled to 4 × 4 and flattened, which keeps where things are
+    # (a neckline, a toe, a hem) that the mean and max discard.
+    grids = {f"{k}grid": torch.nn.functional.adaptive_avg_pool2d(v, 4).flatten(1) for k, v in out.items()}
+    return pooled | grids
 
 
 def main() -> None:
@@ -89,7 +94,7 @@ def main() -> None:
                           what=f"probe {attribute} {key}")
             rows.append({"attribute": attribute, "features": key, "accuracy": ci.value, "ci_low": ci.ci_low,
                          "ci_high": ci.ci_high, "majority": 100 * majority, "test_products": int(test.sum())})
-            print(f"{args.catalog} test split, {args.size} px, frozen EfficientNet-Lite0 {key} (mean+max), linear "
+            print(f"{args.catalog} test split, {args.size} px, frozen EfficientNet-Lite0 {key} ({'4x4 grid' if key.endswith('grid') else 'mean+max'}), linear "
                   f"probe: {attribute} top-1 {ci.value:.1f}% [{ci.ci_low:.1f}, {ci.ci_high:.1f}] (majority "
                   f"{100 * majority:.1f}%, n={int(test.sum())})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

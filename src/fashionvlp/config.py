@@ -133,7 +133,7 @@ class ModelConfig(StrictModel):
     # Contrastive logits are s²·cos with a learnable s (FashionViL initialises s at 4).
     contrastive_scale_init: float = Field(4.0, gt=0)
     # A frozen pretrained descriptor the classification and attribute heads read beside the model's features
-    # (models/image_descriptor.py): efficientnet_lite0_s16, or null for none.
+    # (models/image_descriptor.py): efficientnet_lite0_s16, efficientnet_lite0_s16_grid, or null for none.
     image_descriptor: str | None = None
 
 

