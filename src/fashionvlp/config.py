@@ -22,6 +22,7 @@ def _run_length(value: int) -> int:
 
 
 SameSubcategory = Annotated[int, Field(ge=0), AfterValidator(_run_length)]
+Views = Literal["all", "main"]
 
 
 class ConfigError(ValueError):
@@ -185,6 +186,10 @@ class PretrainConfig(StrictModel):
     mask_probability: float = Field(0.15, gt=0, lt=1)
     mpfc_mask_ratio: float = Field(0.16, gt=0, lt=1)
     hflip: bool = True
+    # The image a sample's pixels_a comes from: a random one of the product's views (all), or its main (first)
+    # view (main), the image the evaluation, serving and backfill read. main for a head that reads what only
+    # the front shows (a neckline, a toe): a back or a detail view does not show it, so its label is noise there.
+    views: Views = "all"
     # Batches built of runs of this many same-subcategory products (hard negatives for ITC / XMR, as the
     # papers' galleries are same-subcategory); 0: uniformly shuffled batches.
     same_subcategory: SameSubcategory = 0
@@ -221,6 +226,8 @@ class FinetuneTaskConfig(StrictModel):
     # As pretrain.same_subcategory, for tasks that train on the catalog's products (xmr, classification,
     # attributes, captioning).
     same_subcategory: SameSubcategory = 0
+    # As pretrain.views, for tasks that train on the catalog's products.
+    views: Views = "all"
 
 
 class FinetuneConfig(StrictModel):

@@ -235,3 +235,37 @@ def test_the_task_heads_read_the_fused_tokens_the_image_embedding_and_the_descri
                                images[1].global_ - images[0].global_)
     torch.testing.assert_close(b[:, 3 * hidden:] - a[:, 3 * hidden:], descriptors[1] - descriptors[0])
     assert not torch.allclose(descriptors[0], descriptors[1])
+
+
+class _Rescaled(torch.nn.Module):
+    """The same descriptor on another scale: ×10 and +50 per feature."""
+
+    def __init__(self, descriptor):
+        super().__init__()
+        self.descriptor, self.dim = descriptor, descriptor.dim
+
+    def forward(self, pixels):
+        return self.descriptor(pixels) * 10.0 + 50.0
+
+
+def test_the_attribute_heads_read_their_features_standardised(tmp_path):
+    # The frozen descriptor's activations sit on offsets and scales of their own; the heads standardise
+    # each feature (batch statistics in training), so a rescaled descriptor gives them the same input.
+    from fashionvlp.tasks.attributes import AttributeExtraction
+
+    model = _model(tmp_path, "fashionvil", image_descriptor="efficientnet_lite0_s16").eval()
+    head = AttributeExtraction(model, ObjectiveContext(attributes=(("color", 5), ("pattern", 3)))).train()
+    batch = _batch(model)
+
+    def logits():
+        torch.manual_seed(0)  # the same dropout masks
+        with torch.no_grad():
+            return head.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
+
+    plain = logits()
+    model.image_descriptor = _Rescaled(model.image_descriptor)
+    rescaled = logits()
+    for name in ("color", "pattern"):
+        torch.testing.assert_close(rescaled[name], plain[name], atol=2e-3, rtol=1e-3)
+    head.eval()  # evaluation and the ONNX graph: the running statistics, learned in training
+    assert head.norm.running_mean.abs().sum() > 0

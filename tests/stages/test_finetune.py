@@ -100,6 +100,8 @@ def test_bad_inputs(tiny_catalog, pretrained, tmp_path):
         finetune(tiny_params(tmp_path), "captioning", pretrained, tiny_catalog)
     with pytest.raises(ModelInputError, match="finetune.tgir.same_subcategory: tgir trains on its own rows"):
         finetune(tiny_params(tmp_path, "finetune.tgir.same_subcategory=4"), "tgir", pretrained, tiny_catalog)
+    with pytest.raises(ModelInputError, match="finetune.ocir.views: ocir trains on its own rows"):
+        finetune(tiny_params(tmp_path, "finetune.ocir.views=main"), "ocir", pretrained, tiny_catalog)
     with pytest.raises(ModelInputError, match="has no ocir heads .* fashionvlp finetune --task ocir"):
         evaluate(tiny_params(tmp_path), "ocir", pretrained, tiny_catalog)
     no_heads = tmp_path / "no-heads"

@@ -111,9 +111,13 @@ class GroupedEpochSampler(EpochSampler):
 class PretrainDataset(Dataset):
     def __init__(self, catalog: Catalog, products: list[Product], tokenizer, transform: ImageTransform,
                  max_length: int, pseudo_attributes: list[str], pac_max_ngram: int,
-                 patch_labels: PatchLabels | None = None, hflip: bool = True, seed: int = 0):
+                 patch_labels: PatchLabels | None = None, hflip: bool = True, seed: int = 0, views: str = "all"):
+        """``views``: "all" draws pixels_a from any of a product's views, "main" always from its first."""
+        if views not in ("all", "main"):
+            raise ValueError(f"views must be 'all' or 'main', not {views!r}")
         self.catalog, self.products, self.tokenizer, self.transform = catalog, products, tokenizer, transform
         self.max_length, self.patch_labels, self.hflip, self.seed, self.epoch = max_length, patch_labels, hflip, seed, 0
+        self.views = views
         self.schema = catalog.schema
         self.pseudo_attributes = pseudo_attributes
         vocabulary = {p: i for i, p in enumerate(pseudo_attributes)}
@@ -137,6 +141,8 @@ class PretrainDataset(Dataset):
         product, mentions = self.products[index], self.mentions[index]
         views = list(product.images)
         order = rng.permutation(len(views))
+        if self.views == "main":  # the same draws as "all", so that the rest of the sample's stream is unchanged
+            order = np.concatenate([[0], order[order != 0]])
         view_a = views[order[0]]
         image_a = self.transform.load(self.catalog.root / view_a.path)
         if len(views) > 1:

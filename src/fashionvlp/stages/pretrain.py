@@ -155,7 +155,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     suite = ObjectiveSuite(model, weights, cfg.combine, cfg.seed, context)
     transform = ImageTransform(model_cfg.image.image_size, model.image_encoder.normalization)
     dataset = PretrainDataset(cat, products, model.tokenizer, transform, model_cfg.text.max_length, pseudo,
-                              cfg.pac.max_ngram, labels, cfg.hflip, cfg.seed)
+                              cfg.pac.max_ngram, labels, cfg.hflip, cfg.seed, cfg.views)
     collate = PretrainCollator(model.tokenizer.pad_token_id, max(len(pseudo), 1))
     sampler = (GroupedEpochSampler([p.subcategory for p in products], cfg.same_subcategory, cfg.seed)
                if cfg.same_subcategory else EpochSampler(len(dataset), cfg.seed))

@@ -37,12 +37,16 @@ class AttributeExtraction(Objective):
             raise ValueError("attribute extraction needs a catalog schema with attributes")
         hidden, width = model.hidden_size, model.readout_width
         self.names = [name for name, _ in context.attributes]
+        # The readout's parts live on different scales (the frozen descriptor's activations are non-negative
+        # with large offsets); standardised per feature, 300 steps of the heads read them much better
+        # (README, "What the default run learns"). Batch statistics in training, running ones in eval / ONNX.
+        self.norm = nn.BatchNorm1d(width, affine=False)
         self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                         nn.Linear(hidden, size))
                                     for name, size in context.attributes})
 
     def logits(self, model, pixels, input_ids, attention_mask) -> dict[str, torch.Tensor]:
-        readout = fused_readout(model, pixels, input_ids, attention_mask)
+        readout = self.norm(fused_readout(model, pixels, input_ids, attention_mask))
         return {name: head(readout) for name, head in self.heads.items()}
 
     def forward(self, model, batch):
