@@ -1,8 +1,9 @@
 """One attribute's top-1 accuracy, broken down by another attribute's value, from a finished attribute
-evaluation (its outcomes file), each group with its 95% bootstrap interval.
+evaluation (its outcomes file), each group with its 95% bootstrap interval; ``--by none``: every
+attribute's top-1 with its interval.
 
     python bench/attribute_breakdown.py derived/finetune/fashionvil/attributes [--catalog data]
-                                        [--attribute color] [--by pattern]
+                                        [--attribute color] [--by pattern|none]
 
 Why: an average hides where a head fails. Colour, for instance, is well defined on a solid product and
 not on one whose pattern shares its area between two colours (a colour-block is half and half): the
@@ -28,7 +29,8 @@ quiet_offline()
 HEADLINE = "ATTR_R@90P"
 
 
-def breakdown(evaluation: Path, catalog: Path, attribute: str, by: str) -> list[dict]:
+def breakdown(evaluation: Path, catalog: Path, attribute: str, by: str | None) -> list[dict]:
+    """Rows of {by: value, top1, ci_low, ci_high, n}; ``by`` None: one row, every labelled product."""
     metrics = json.loads((evaluation / "metrics.json").read_text())
     names = list(metrics["attributes"])  # the outcome's columns, in the evaluation's order
     if attribute not in names:
@@ -44,7 +46,8 @@ def breakdown(evaluation: Path, catalog: Path, attribute: str, by: str) -> list[
     groups: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for unit, row in zip(outcome.units, outcome.correct):
         if row[column] >= 0:
-            groups[products[str(unit)].attributes.get(by, "(none)")].append((str(unit), 100.0 * row[column]))
+            value = products[str(unit)].attributes.get(by, "(none)") if by else "(all)"
+            groups[value].append((str(unit), 100.0 * row[column]))
     rows = []
     for value, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         units, correct = zip(*members)
@@ -58,11 +61,17 @@ def main() -> None:
     ap.add_argument("evaluation", type=Path, help="a fine-tuned attribute model's output directory")
     ap.add_argument("--catalog", type=Path, default=Path("data"))
     ap.add_argument("--attribute", default="color")
-    ap.add_argument("--by", default="pattern")
+    ap.add_argument("--by", default="pattern", help="an attribute, or none: every attribute's own top-1")
     args = ap.parse_args()
     metrics = json.loads((args.evaluation / "metrics.json").read_text())
-    print(f"{args.evaluation} ({metrics['split']} split, {metrics['products']} products): {args.attribute} top-1 "
-          f"by {args.by}, 95% bootstrap intervals")
+    where = f"{args.evaluation} ({metrics['split']} split, {metrics['products']} products)"
+    if args.by == "none":
+        print(f"{where}: top-1 per attribute over its labelled products, 95% bootstrap intervals")
+        for name in metrics["attributes"]:
+            row, = breakdown(args.evaluation, args.catalog, name, None)
+            print(f"  {name:<14} {row['top1']:5.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  n={row['n']}")
+        return
+    print(f"{where}: {args.attribute} top-1 by {args.by}, 95% bootstrap intervals")
     for row in breakdown(args.evaluation, args.catalog, args.attribute, args.by):
         print(f"  {args.by}={row['by']:<14} {row['top1']:5.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
               f"n={row['n']}")
