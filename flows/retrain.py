@@ -38,11 +38,13 @@ from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-# The order the two workers take the fine-tunings in. Measured in the flow at the default steps (one thread
-# each, start-up and evaluation included): attributes 4:42, classification 4:40, TGIR 3:24, OCIR 3:25,
-# XMR 2:14, the pre-trained model's XMR 0:13. Submitted in this order to the two workers, the fan-out took
-# 9:10 against 10:28 longest-first (Prefect may start a later task a moment before an earlier one).
-SCHEDULE = ["attributes", "captioning", "tgir", "ocir", "classification", "xmr"]
+# The order the two workers take the fine-tunings in, longest first at the default steps. Measured one
+# thread each on the AMD EPYC machine of ef422ed's run (training only): attributes 900 steps 6:37, XMR 900
+# steps 3:05, classification 300 about 2:10, TGIR and OCIR 200 about 1:30 each; so one worker takes
+# attributes while the other takes XMR, classification and TGIR, and OCIR goes to whichever is free first.
+# (At e51b126's steps, where the fine-tunings were of similar length, attributes, TGIR, OCIR,
+# classification, XMR took 9:10 against 10:28 longest-first.)
+SCHEDULE = ["attributes", "captioning", "xmr", "classification", "tgir", "ocir"]
 
 
 class RetrainParameters(FlowParameters):
