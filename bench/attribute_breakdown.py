@@ -1,5 +1,5 @@
 """One attribute's top-1 accuracy, broken down by another attribute's value, from a finished attribute
-evaluation (its outcomes file), each group with its 95% bootstrap interval; ``--by none``: every
+evaluation (its outcomes file), each group with its 95% bootstrap interval (bounds rounded outwards, as every report here); ``--by none``: every
 attribute's top-1 with its interval.
 
     python bench/attribute_breakdown.py derived/finetune/fashionvil/attributes [--catalog data]
@@ -21,7 +21,7 @@ import numpy as np
 
 from fashionvlp.data.catalog_io import read_catalog
 from fashionvlp.env import quiet_offline
-from fashionvlp.evaluation.bootstrap import interval
+from fashionvlp.evaluation.bootstrap import format_interval, interval
 from fashionvlp.evaluation.outcomes import MeanOutcome, outcomes_path, read_outcomes
 
 quiet_offline()
@@ -69,12 +69,11 @@ def main() -> None:
         print(f"{where}: top-1 per attribute over its labelled products, 95% bootstrap intervals")
         for name in metrics["attributes"]:
             row, = breakdown(args.evaluation, args.catalog, name, None)
-            print(f"  {name:<14} {row['top1']:5.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  n={row['n']}")
+            print(f"  {name:<14} {format_interval(row['top1'], row)}  n={row['n']}")
         return
     print(f"{where}: {args.attribute} top-1 by {args.by}, 95% bootstrap intervals")
     for row in breakdown(args.evaluation, args.catalog, args.attribute, args.by):
-        print(f"  {args.by}={row['by']:<14} {row['top1']:5.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]  "
-              f"n={row['n']}")
+        print(f"  {args.by}={row['by']:<14} {format_interval(row['top1'], row)}  n={row['n']}")
 
 
 if __name__ == "__main__":

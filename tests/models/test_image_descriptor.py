@@ -90,7 +90,7 @@ def test_a_fine_tuning_attaches_the_descriptor_to_a_pre_trained_model_without_on
     frozen = {k: v for k, v in fresh.state_dict().items() if not k.startswith("norm.")}
     saved = load_file(str(result.model_dir / "objectives.safetensors"))
     heads_in = saved["classification.subcategory_head.1.weight"].shape[1]
-    assert heads_in == 3 * model.hidden_size + fresh.dim == model.readout_width
+    assert heads_in == 4 * model.hidden_size + fresh.dim == model.readout_width
     for name, value in frozen.items():  # the fine-tuning did not move the frozen weights
         assert torch.equal(model.image_descriptor.state_dict()[name], value), name
     assert 0.0 <= result.metrics["SCR"]["accuracy"] <= 100.0

@@ -211,15 +211,17 @@ def test_objectives_summed_in_one_step_encode_the_image_once(tmp_path):
 
 @pytest.mark.parametrize("arch", ["fashionvil", "kgflip"])
 def test_the_task_heads_read_the_fused_tokens_the_image_embedding_and_the_descriptor(tmp_path, arch):
-    # The classification and attribute heads' input, [first token | text-token mean | image embedding |
-    # descriptor]: a change of image alone moves the last two parts by exactly the change of the unimodal
-    # image embedding and of the frozen descriptor, so the heads see the image even where fusion ignores it.
+    # The classification and attribute heads' input, [first token | text-token mean | text-token max | image
+    # embedding | descriptor]: a change of image alone moves the last two parts by exactly the change of the
+    # unimodal image embedding and of the frozen descriptor, so the heads see the image even where fusion
+    # ignores it; padding never wins the max.
     from fashionvlp.models.interface import masked_mean
     from fashionvlp.objectives.base import fused_readout
 
     model = _model(tmp_path, arch, image_descriptor="efficientnet_lite0_s16").eval()
     batch = _batch(model)
     ids, mask = batch["input_ids"], batch["attention_mask"]
+    assert not mask.all()                                  # some texts are padded
     with torch.no_grad():
         a = fused_readout(model, batch["pixels_a"], ids, mask)
         b = fused_readout(model, batch["pixels_b"], ids, mask)
@@ -227,13 +229,16 @@ def test_the_task_heads_read_the_fused_tokens_the_image_embedding_and_the_descri
         fused = model.fuse(ids, mask, images[0])
         descriptors = model.image_descriptor(batch["pixels_a"]), model.image_descriptor(batch["pixels_b"])
     hidden = model.hidden_size
-    assert a.shape == (4, model.readout_width) == (4, 3 * hidden + model.image_descriptor.dim)
+    assert a.shape == (4, model.readout_width) == (4, 4 * hidden + model.image_descriptor.dim)
     torch.testing.assert_close(a[:, :hidden], fused.pooled)
     torch.testing.assert_close(a[:, hidden:2 * hidden], masked_mean(fused.text_tokens, mask))
-    torch.testing.assert_close(a[:, 2 * hidden:3 * hidden], images[0].global_)
-    torch.testing.assert_close(b[:, 2 * hidden:3 * hidden] - a[:, 2 * hidden:3 * hidden],
+    for row in range(4):
+        real = fused.text_tokens[row, mask[row].bool()]
+        torch.testing.assert_close(a[row, 2 * hidden:3 * hidden], real.max(0).values)
+    torch.testing.assert_close(a[:, 3 * hidden:4 * hidden], images[0].global_)
+    torch.testing.assert_close(b[:, 3 * hidden:4 * hidden] - a[:, 3 * hidden:4 * hidden],
                                images[1].global_ - images[0].global_)
-    torch.testing.assert_close(b[:, 3 * hidden:] - a[:, 3 * hidden:], descriptors[1] - descriptors[0])
+    torch.testing.assert_close(b[:, 4 * hidden:] - a[:, 4 * hidden:], descriptors[1] - descriptors[0])
     assert not torch.allclose(descriptors[0], descriptors[1])
 
 

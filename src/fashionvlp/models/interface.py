@@ -46,8 +46,9 @@ class VisionLanguageModel(nn.Module, abc.ABC):
 
     @property
     def readout_width(self) -> int:
-        """Width of ``objectives.base.fused_readout``: first token, text mean, image embedding, descriptor."""
-        return 3 * self.hidden_size + (self.image_descriptor.dim if self.image_descriptor is not None else 0)
+        """Width of ``objectives.base.fused_readout``: first token, text mean and max, image embedding,
+        descriptor."""
+        return 4 * self.hidden_size + (self.image_descriptor.dim if self.image_descriptor is not None else 0)
 
     def contrastive_logits(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return self.contrastive_scale.square() * F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).t()
@@ -97,3 +98,8 @@ class PredictionHead(nn.Module):
 def masked_mean(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.to(tokens.dtype).unsqueeze(-1)
     return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def masked_max(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per feature, the largest value over the unmasked tokens (padding never wins)."""
+    return tokens.masked_fill(~mask.bool().unsqueeze(-1), torch.finfo(tokens.dtype).min).amax(1)
