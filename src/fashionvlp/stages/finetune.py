@@ -73,7 +73,8 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
         "objectives": spec.objectives, "combine": "sum", "steps": task_cfg.steps,
         "batch_size": task_cfg.batch_size, "lr": task_cfg.lr, "warmup_steps": task_cfg.warmup_steps,
         "grad_accum": 1, "checkpoint_every": max(task_cfg.steps, 1), "threads": params.finetune.threads,
-        "same_subcategory": task_cfg.same_subcategory, "views": task_cfg.views, "head_lr_multiplier": task_cfg.head_lr_multiplier})
+        "same_subcategory": task_cfg.same_subcategory, "views": task_cfg.views,
+        "head_lr_multiplier": task_cfg.head_lr_multiplier})
     out = Path(out or finetune_dir(params, task))
     if reuse_finished and (metrics := finished_metrics(params, task, init_from, out)) is not None:
         return FinetuneResult(out / "model", metrics, None)
