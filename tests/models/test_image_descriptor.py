@@ -112,3 +112,24 @@ def test_heads_learn_at_their_own_rate_and_the_frozen_descriptor_not_at_all(tmp_
     descriptor = suite.model.image_descriptor
     assert {lr_of[id(p)] for p in descriptor.norm.parameters()} == {0.002}
     assert not any(id(p) in lr_of for p in descriptor.blocks.parameters())
+
+
+def test_keyed_images_run_the_frozen_convolutions_once_and_read_the_same():
+    # OCIR's items are the products' unaugmented views, seen every epoch: keyed by product, their frozen
+    # features are computed once; the trained LayerNorm still applies each time, so the output is unchanged.
+    descriptor = build_image_descriptor(EFFICIENTNET_LITE0_S16, Normalization())
+    pixels = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    computed = []
+    original = descriptor.frozen_features
+    descriptor.frozen_features = lambda x: computed.append(len(x)) or original(x)
+    with torch.no_grad():
+        plain = descriptor(pixels)
+        first = descriptor(pixels, [7, 8, 9])
+        again = descriptor(pixels[[2, 0]], [9, 7])
+    assert computed == [3, 3]                                # unkeyed, then the three keys once
+    torch.testing.assert_close(first, plain)
+    torch.testing.assert_close(again, plain[[2, 0]])
+    descriptor.norm.bias.data += 1.0                          # the LayerNorm trains: applied after the kept features
+    with torch.no_grad():
+        torch.testing.assert_close(descriptor(pixels, [7, 8, 9]), plain + 1.0)
+    assert computed == [3, 3]

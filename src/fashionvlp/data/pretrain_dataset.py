@@ -126,6 +126,8 @@ class PretrainDataset(Dataset):
         self.pac = [pseudo_attribute_indices(p.text, vocabulary, pac_max_ngram) for p in products]
         self.labels = label_maps(self.schema)
         self.attribute_vocabulary = attribute_vocabulary(self.schema)
+        # Each (view, flip) has a key: the fine-tuning heads' frozen descriptor reads each one once.
+        self.first_view = np.cumsum([0] + [len(p.images) for p in products])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -170,6 +172,7 @@ class PretrainDataset(Dataset):
         return {
             "index": index,
             "pixels_a": self.transform.to_tensor(image_a),
+            "image_key_a": 2 * int(self.first_view[index] + order[0]) + int(flip_a),
             "pixels_b": self.transform.to_tensor(image_b),
             "input_ids": enc["input_ids"], "word_ids": word_ids, "attribute_units": units,
             "negative_ids": neg["input_ids"] if neg is not None else None,
@@ -197,6 +200,7 @@ class PretrainCollator:
         batch = {
             "index": torch.tensor([s["index"] for s in samples]),
             "pixels_a": torch.stack([s["pixels_a"] for s in samples]),
+            "image_key_a": torch.tensor([s["image_key_a"] for s in samples]),
             "pixels_b": torch.stack([s["pixels_b"] for s in samples]),
             "input_ids": _pad(ids, self.pad_token_id),
             "attention_mask": _pad([[1] * len(r) for r in ids], 0),

@@ -50,6 +50,11 @@ class FrozenImageDescriptor(nn.Module):
         imagenet_mean, imagenet_std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         self.register_buffer("scale", (model_std / imagenet_std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", ((model_mean - imagenet_mean) / imagenet_std).view(1, 3, 1, 1), persistent=False)
+        # Channels-last convolutions: EfficientNet's depthwise convolutions run 2.3× faster so on CPU (150 images
+        # at 64 px, one thread: 0.88 → 0.39 s), and every fine-tuning step that reads the descriptor waits on it.
+        self.stem.to(memory_format=torch.channels_last)
+        self.blocks.to(memory_format=torch.channels_last)
+        self._kept: dict[int, torch.Tensor] = {}
         self.train(False)
 
     def train(self, mode: bool = True):
@@ -58,8 +63,9 @@ class FrozenImageDescriptor(nn.Module):
         self.blocks.eval()
         return self
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        h = self.stem(pixels * self.scale + self.shift)
+    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, dim] before the trained LayerNorm: a function of the pixels alone."""
+        h = self.stem((pixels * self.scale + self.shift).contiguous(memory_format=torch.channels_last))
         pooled = []
         for index, block in enumerate(self.blocks):
             h = block(h)
@@ -67,7 +73,20 @@ class FrozenImageDescriptor(nn.Module):
                 pooled += [h.mean((2, 3)), h.amax((2, 3))]
             if self.grid and index == _GRID_BLOCK:
                 pooled.append(nn.functional.adaptive_avg_pool2d(h, _GRID_SIDE).flatten(1))
-        return self.norm(torch.cat(pooled, dim=1))
+        return torch.cat(pooled, dim=1)
+
+    def forward(self, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
+        """``keys``: one per image, equal for equal pixels (a product's unaugmented view): the frozen features
+        are computed once per key and kept, so a task that sees the same images every epoch (OCIR's outfit
+        items) pays for the convolutions once."""
+        if keys is None:
+            return self.norm(self.frozen_features(pixels))
+        missing = [row for row, key in enumerate(keys) if key not in self._kept]
+        if missing:
+            with torch.no_grad():
+                computed = self.frozen_features(pixels[missing])
+            self._kept.update((keys[row], features) for row, features in zip(missing, computed))
+        return self.norm(torch.stack([self._kept[key] for key in keys]))
 
 
 def build_image_descriptor(name: str | None, normalization: Normalization,

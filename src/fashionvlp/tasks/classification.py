@@ -33,12 +33,13 @@ class CategoryClassification(Objective):
         self.category_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_categories))
         self.subcategory_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(width, context.num_subcategories))
 
-    def logits(self, model, pixels, input_ids, attention_mask) -> tuple[torch.Tensor, torch.Tensor]:
-        readout = fused_readout(model, pixels, input_ids, attention_mask)
+    def logits(self, model, pixels, input_ids, attention_mask, image_keys=None) -> tuple[torch.Tensor, torch.Tensor]:
+        readout = fused_readout(model, pixels, input_ids, attention_mask, image_keys)
         return self.category_head(readout), self.subcategory_head(readout)
 
     def forward(self, model, batch):
-        cat_logits, sub_logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
+        cat_logits, sub_logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"],
+                                             batch["image_key_a"].tolist())
         loss = (nn.functional.cross_entropy(cat_logits, batch["category"])
                 + nn.functional.cross_entropy(sub_logits, batch["subcategory"])) / 2
         return {"loss/classification": loss,
