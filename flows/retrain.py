@@ -38,13 +38,12 @@ from fashionvlp.stages import vqvae as vqvae_stage  # noqa: E402
 from fashionvlp.tracking.mlflow_tracking import Tracking  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-# The order the two workers take the fine-tunings in, longest first at the default steps. Measured one
-# thread each on the AMD EPYC machine of ef422ed's run (training only): attributes 900 steps 6:37, XMR 900
-# steps 3:05, classification 300 about 2:10, TGIR and OCIR 200 about 1:30 each; so one worker takes
-# attributes while the other takes XMR, classification and TGIR, and OCIR goes to whichever is free first.
-# (At e51b126's steps, where the fine-tunings were of similar length, attributes, TGIR, OCIR,
-# classification, XMR took 9:10 against 10:28 longest-first.)
-SCHEDULE = ["attributes", "captioning", "xmr", "classification", "tgir", "ocir"]
+# The order the two workers take the fine-tunings in. Measured one thread each, side by side, on the AMD EPYC
+# machine of the issue-13 OCIR run (training and evaluation): attributes 900 steps about 8:20, XMR 900 steps
+# 4:00, classification 300 2:50, OCIR 300 (its descriptor read once per product) about 2:55, TGIR 200 about
+# 1:55. One worker takes attributes while the other takes XMR, classification and OCIR; TGIR goes to whichever
+# is free first (about 10 minutes in all, against 11 with OCIR last).
+SCHEDULE = ["attributes", "captioning", "xmr", "classification", "ocir", "tgir"]
 
 
 class RetrainParameters(FlowParameters):
