@@ -1,9 +1,10 @@
 """One attribute's top-1 accuracy, broken down by another attribute's value, from a finished attribute
 evaluation (its outcomes file), each group with its 95% bootstrap interval (bounds rounded outwards, as every report here); ``--by none``: every
-attribute's top-1 with its interval.
+attribute's top-1 with its interval; ``--by text``: whether the product's text names the labelled value
+(the schema's surface forms), i.e. how well the heads read the words where they say it.
 
     python bench/attribute_breakdown.py derived/finetune/fashionvil/attributes [--catalog data]
-                                        [--attribute color] [--by pattern|none]
+                                        [--attribute color] [--by pattern|none|text]
 
 Why: an average hides where a head fails. Colour, for instance, is well defined on a solid product and
 not on one whose pattern shares its area between two colours (a colour-block is half and half): the
@@ -22,6 +23,7 @@ import numpy as np
 from fashionvlp.data.catalog_io import read_catalog
 from fashionvlp.env import quiet_offline
 from fashionvlp.evaluation.bootstrap import format_interval, interval
+from fashionvlp.evaluation.oracle import mentioned
 from fashionvlp.evaluation.outcomes import MeanOutcome, outcomes_path, read_outcomes
 
 quiet_offline()
@@ -37,7 +39,8 @@ def breakdown(evaluation: Path, catalog: Path, attribute: str, by: str | None) -
         raise SystemExit(f"{evaluation}: no attribute {attribute!r} was evaluated; evaluated: {', '.join(names)}")
     outcomes, _ = read_outcomes(outcomes_path(evaluation, "attributes"))
     outcome = outcomes[HEADLINE]
-    products = {p.product_id: p for p in read_catalog(catalog).iter_products()}
+    read = read_catalog(catalog)
+    products = {p.product_id: p for p in read.iter_products()}
     missing = [str(u) for u in outcome.units if str(u) not in products]
     if missing:
         raise SystemExit(f"{catalog}: {len(missing)} evaluated product(s) are not in this catalog, e.g. "
@@ -46,7 +49,13 @@ def breakdown(evaluation: Path, catalog: Path, attribute: str, by: str | None) -
     groups: dict[str, list[tuple[str, float]]] = defaultdict(list)
     for unit, row in zip(outcome.units, outcome.correct):
         if row[column] >= 0:
-            value = products[str(unit)].attributes.get(by, "(none)") if by else "(all)"
+            product = products[str(unit)]
+            if by == "text":
+                named = product.attributes[attribute] in mentioned(read.schema, product.text, product.category).get(
+                    attribute, set())
+                value = "names it" if named else "does not"
+            else:
+                value = product.attributes.get(by, "(none)") if by else "(all)"
             groups[value].append((str(unit), 100.0 * row[column]))
     rows = []
     for value, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):

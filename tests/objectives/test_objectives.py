@@ -249,8 +249,8 @@ class _Rescaled(torch.nn.Module):
         super().__init__()
         self.descriptor, self.dim = descriptor, descriptor.dim
 
-    def forward(self, pixels):
-        return self.descriptor(pixels) * 10.0 + 50.0
+    def forward(self, pixels, keys=None):
+        return self.descriptor(pixels, keys) * 10.0 + 50.0
 
 
 def test_the_attribute_heads_read_their_features_standardised(tmp_path):
@@ -274,3 +274,60 @@ def test_the_attribute_heads_read_their_features_standardised(tmp_path):
         torch.testing.assert_close(rescaled[name], plain[name], atol=2e-3, rtol=1e-3)
     head.eval()  # evaluation and the ONNX graph: the running statistics, learned in training
     assert head.norm.running_mean.abs().sum() > 0
+
+
+def test_outfit_items_read_the_descriptor_beside_the_image_embedding(tmp_path):
+    # OCIR's compatibility turns on colour and pattern, which the frozen descriptor reads plainly: an item is
+    # its image embedding plus a learned projection of the standardised descriptor (the image embedding alone
+    # without one), and the projection trains with the task.
+    from fashionvlp.tasks.ocir import OutfitCompletion
+
+    context = ObjectiveContext(num_categories=3)
+    plain = _model(tmp_path, "fashionvil")
+    pixels = _batch(plain)["pixels_a"]
+    head = OutfitCompletion(plain, context).eval()
+    assert head.descriptor_proj is None
+    with torch.no_grad():
+        torch.testing.assert_close(head.item_embedding(plain, pixels), plain.encode_image(pixels).global_)
+
+    model = _model(tmp_path, "fashionvil", image_descriptor="efficientnet_lite0_s16")
+    head = OutfitCompletion(model, context).train()
+    head(model, {"item_pixels": pixels[:, None].expand(-1, 2, -1, -1, -1), "item_mask": torch.ones(4, 2),
+                 "item_keys": torch.arange(4)[:, None].expand(-1, 2), "blank_category": torch.tensor([0, 1, 2, 0]),
+                 "blank_pixels": pixels.flip(0), "blank_key": torch.arange(3, -1, -1)})["loss/ocir"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.descriptor_proj.parameters())
+    head.eval()
+    with torch.no_grad():
+        expected = model.encode_image(pixels).global_ + head.descriptor_proj(model.image_descriptor(pixels))
+        torch.testing.assert_close(head.item_embedding(model, pixels), expected)
+        shifted = pixels.roll(1, dims=0)
+        moved = head.item_embedding(model, shifted) - head.item_embedding(model, pixels)
+        assert not torch.allclose(moved, model.encode_image(shifted).global_ - model.encode_image(pixels).global_)
+
+
+def test_the_attribute_heads_also_read_the_texts_words_directly(tmp_path):
+    # Beside the MLP on the readout, each token of the text adds a learned logit per value (a linear model on
+    # the bag of words): it starts at zero, a word adds its logit once per occurrence, and padding adds none.
+    from fashionvlp.tasks.attributes import AttributeExtraction
+
+    model = _model(tmp_path, "fashionvil").eval()
+    head = AttributeExtraction(model, ObjectiveContext(attributes=(("color", 5), ("pattern", 3)))).eval()
+    batch = _batch(model)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+
+    def logits():
+        with torch.no_grad():
+            return head.logits(model, batch["pixels_a"], ids, mask)
+
+    before = logits()
+    blue = model.tokenizer.convert_tokens_to_ids("blue")
+    with torch.no_grad():
+        head.words.weight[blue, 3] = 2.5                      # colour's 4th value
+        head.words.weight[model.tokenizer.pad_token_id] = 100.0
+    after = logits()
+    occurrences = ((ids == blue) & mask.bool()).sum(1).float()
+    assert occurrences.tolist() == [1, 0, 0, 1]
+    expected = before["color"].clone()
+    expected[:, 3] += 2.5 * occurrences
+    torch.testing.assert_close(after["color"], expected)
+    torch.testing.assert_close(after["pattern"], before["pattern"])

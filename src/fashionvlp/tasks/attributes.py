@@ -44,20 +44,39 @@ class AttributeExtraction(Objective):
         self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                         nn.Linear(hidden, size))
                                     for name, size in context.attributes})
+        # The text's words, read directly: each token adds a learned logit per value, summed over the text (a
+        # linear model on its bag of words, beside the heads). Where a text names the value ("shown in navy"),
+        # the encoder's mean and max of twenty tokens passed that one word on imperfectly (colour 93.3% right
+        # where the text names it); the words take it straight to the value (README). Zero at the start.
+        self.sizes = [size for _, size in context.attributes]
+        self.words = nn.Embedding(model.word_embeddings.num_embeddings, sum(self.sizes))
+        nn.init.zeros_(self.words.weight)
 
-    def logits(self, model, pixels, input_ids, attention_mask) -> dict[str, torch.Tensor]:
-        readout = self.norm(fused_readout(model, pixels, input_ids, attention_mask))
-        return {name: head(readout) for name, head in self.heads.items()}
+    def word_logits(self, input_ids, attention_mask) -> list[torch.Tensor]:
+        """Per attribute [B, values]: the sum of the text's tokens' learned logits (padding adds none)."""
+        words = self.words(input_ids) * attention_mask.unsqueeze(-1).to(self.words.weight.dtype)
+        return list(words.sum(1).split(self.sizes, -1))
+
+    def logits(self, model, pixels, input_ids, attention_mask, image_keys=None) -> dict[str, torch.Tensor]:
+        readout = self.norm(fused_readout(model, pixels, input_ids, attention_mask, image_keys))
+        words = self.word_logits(input_ids, attention_mask)
+        return {name: head(readout) + word for (name, head), word in zip(self.heads.items(), words)}
 
     def forward(self, model, batch):
-        logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"])
+        logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"],
+                             batch["image_key_a"].tolist())
+        # The words also learn alone: the MLP fits the training products within a few hundred steps, after which
+        # the sum leaves the words little to learn, and a word seen in few products ("nude" is beige, "lilac"
+        # purple) stays weaker than an image that looks like another value.
+        words = self.word_logits(batch["input_ids"], batch["attention_mask"])
         targets = batch["attributes"]
         losses, correct, counted = [], 0.0, 0
         for column, name in enumerate(self.names):
             target = targets[:, column]
             valid = target >= 0
             if valid.any():
-                losses.append(nn.functional.cross_entropy(logits[name][valid], target[valid]))
+                losses.append(nn.functional.cross_entropy(logits[name][valid], target[valid])
+                              + nn.functional.cross_entropy(words[column][valid], target[valid]))
                 correct += (logits[name][valid].argmax(-1) == target[valid]).sum().item()
                 counted += int(valid.sum())
         loss = torch.stack(losses).mean() if losses else sum(l.sum() for l in logits.values()) * 0.0
