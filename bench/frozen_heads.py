@@ -46,15 +46,25 @@ def readouts(model, catalog, rows: list[tuple], image_size: int, max_length: int
 
 
 class Heads(nn.Module):
-    def __init__(self, width: int, sizes: dict[str, int], norm: nn.Module, linear: bool, hidden: int = 128):
+    def __init__(self, width: int, sizes: dict[str, int], norm: nn.Module, linear: bool, hidden: int = 128,
+                 modality_dropout: float = 0.0, model_hidden: int = 128):
         super().__init__()
         self.norm = norm
+        self.model_hidden, self.modality_dropout = model_hidden, modality_dropout
         self.heads = nn.ModuleDict({n: nn.Linear(width, s) if linear else
                                     nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                   nn.Linear(hidden, s)) for n, s in sizes.items()})
 
     def forward(self, x):
         x = self.norm(x)
+        if self.training and self.modality_dropout > 0:
+            # readout layout: [first token, text mean, text max | image embedding, descriptor]
+            h = self.model_hidden
+            drop = torch.rand(len(x), 2) < self.modality_dropout
+            drop[:, 1] &= ~drop[:, 0]   # never both
+            keep_text = (~drop[:, 0]).float()[:, None]
+            keep_image = (~drop[:, 1]).float()[:, None]
+            x = torch.cat([x[:, :h], x[:, h:3 * h] * keep_text, x[:, 3 * h:] * keep_image], dim=1)
         return {n: h(x) for n, h in self.heads.items()}
 
 
@@ -133,9 +143,12 @@ def main() -> None:
         "MLP heads, BatchNorm (as fine-tuned), main view": (nn.BatchNorm1d(width, affine=False), False, main_view),
         "MLP heads, BatchNorm, every view": (nn.BatchNorm1d(width, affine=False), False, all_views),
         "linear heads, standardised, main view": (Standardise(), True, main_view),
+        "MLP heads, BatchNorm, main view, modality dropout 0.3": (nn.BatchNorm1d(width, affine=False), False,
+                                                                  main_view, 0.3),
     }
-    for label, (norm, linear, views) in variants.items():
-        heads = train_heads(Heads(width, sizes, norm, linear), views, targets, names, args.steps, args.lr)
+    for label, (norm, linear, views, *dropout) in variants.items():
+        heads = train_heads(Heads(width, sizes, norm, linear, modality_dropout=dropout[0] if dropout else 0.0,
+                                  model_hidden=model.hidden_size), views, targets, names, args.steps, args.lr)
         with torch.no_grad():
             logits = heads(test_x)
         top1 = {}
