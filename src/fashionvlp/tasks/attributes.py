@@ -41,6 +41,10 @@ class AttributeExtraction(Objective):
         # with large offsets); standardised per feature, 300 steps of the heads read them much better
         # (README, "What the default run learns"). Batch statistics in training, running ones in eval / ONNX.
         self.norm = nn.BatchNorm1d(width, affine=False)
+        # The MLP fits the training products (loss 0.09 after 900 steps); dropping a fifth of its standardised
+        # inputs while it trains kept it reading more of them: colour 89.45 → 90.47, waistline 67.3 → 70.2,
+        # R@90P 79.19 → 81.32 from the same pre-trained model (README).
+        self.readout_dropout = nn.Dropout(0.2)
         self.heads = nn.ModuleDict({name: nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(0.1),
                                                         nn.Linear(hidden, size))
                                     for name, size in context.attributes})
@@ -57,18 +61,24 @@ class AttributeExtraction(Objective):
         words = self.words(input_ids) * attention_mask.unsqueeze(-1).to(self.words.weight.dtype)
         return list(words.sum(1).split(self.sizes, -1))
 
+    def _parts(self, model, pixels, input_ids, attention_mask, image_keys):
+        """(the MLPs' logits per attribute, the words' logits in the same order)."""
+        readout = self.readout_dropout(self.norm(fused_readout(model, pixels, input_ids, attention_mask, image_keys)))
+        return ({name: head(readout) for name, head in self.heads.items()},
+                self.word_logits(input_ids, attention_mask))
+
     def logits(self, model, pixels, input_ids, attention_mask, image_keys=None) -> dict[str, torch.Tensor]:
-        readout = self.norm(fused_readout(model, pixels, input_ids, attention_mask, image_keys))
-        words = self.word_logits(input_ids, attention_mask)
-        return {name: head(readout) + word for (name, head), word in zip(self.heads.items(), words)}
+        heads, words = self._parts(model, pixels, input_ids, attention_mask, image_keys)
+        return {name: logits + word for (name, logits), word in zip(heads.items(), words)}
 
     def forward(self, model, batch):
-        logits = self.logits(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"],
-                             batch["image_key_a"].tolist())
-        # The words also learn alone: the MLP fits the training products within a few hundred steps, after which
-        # the sum leaves the words little to learn, and a word seen in few products ("nude" is beige, "lilac"
-        # purple) stays weaker than an image that looks like another value.
-        words = self.word_logits(batch["input_ids"], batch["attention_mask"])
+        heads, words = self._parts(model, batch["pixels_a"], batch["input_ids"], batch["attention_mask"],
+                                   batch["image_key_a"].tolist())
+        # The words learn alone, and the MLPs learn beside them (the words' logits held fixed in the sum): trained
+        # only through the sum they moved little, since the MLP fits the training products within a few
+        # hundred steps and then leaves the words little to learn, and a word seen in few products ("nude" is
+        # beige, "lilac" purple) stayed weaker than an image that looks like another value.
+        logits = {name: head + word.detach() for (name, head), word in zip(heads.items(), words)}
         targets = batch["attributes"]
         losses, correct, counted = [], 0.0, 0
         for column, name in enumerate(self.names):
