@@ -133,3 +133,19 @@ def test_keyed_images_run_the_frozen_convolutions_once_and_read_the_same():
     with torch.no_grad():
         torch.testing.assert_close(descriptor(pixels, [7, 8, 9]), plain + 1.0)
     assert computed == [3, 3]
+
+
+def test_keyed_features_beyond_the_cap_are_computed_each_time(monkeypatch):
+    # Memory stays bounded on a large catalog: past MAX_KEPT keys, features are computed, not kept.
+    import fashionvlp.models.image_descriptor as module
+
+    monkeypatch.setattr(module, "MAX_KEPT", 2)
+    descriptor = build_image_descriptor(EFFICIENTNET_LITE0_S16, Normalization())
+    pixels = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        plain = descriptor(pixels)
+        first = descriptor(pixels, [1, 2, 3])
+        again = descriptor(pixels, [1, 2, 3])
+    assert set(descriptor._kept) == {1, 2}
+    torch.testing.assert_close(first, plain)
+    torch.testing.assert_close(again, plain)

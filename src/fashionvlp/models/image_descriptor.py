@@ -24,6 +24,9 @@ DESCRIPTORS = (EFFICIENTNET_LITE0_S16, EFFICIENTNET_LITE0_S16_GRID)
 # EfficientNet-Lite0's last block at stride 8 (40 channels) and at stride 16 (112 channels).
 _POOLED_BLOCKS = {4: 40, 10: 112}
 _GRID_BLOCK, _GRID_SIDE = 10, 4
+# Keyed features kept at most (about 270 MB with the grid): the embedded catalog's fine-tunings need at most
+# about 14,000; a FashionGen-size catalog (260k views, two flips) computes the rest each time instead.
+MAX_KEPT = 32_768
 
 
 class FrozenImageDescriptor(nn.Module):
@@ -78,15 +81,16 @@ class FrozenImageDescriptor(nn.Module):
     def forward(self, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
         """``keys``: one per image, equal for equal pixels (a product's unaugmented view): the frozen features
         are computed once per key and kept, so a task that sees the same images every epoch (OCIR's outfit
-        items) pays for the convolutions once."""
+        items) pays for the convolutions once; past ``MAX_KEPT`` keys the rest are computed each time."""
         if keys is None:
             return self.norm(self.frozen_features(pixels))
         missing = [row for row, key in enumerate(keys) if key not in self._kept]
+        fresh: dict[int, torch.Tensor] = {}
         if missing:
             with torch.no_grad():
-                computed = self.frozen_features(pixels[missing])
-            self._kept.update((keys[row], features) for row, features in zip(missing, computed))
-        return self.norm(torch.stack([self._kept[key] for key in keys]))
+                fresh = dict(zip((keys[row] for row in missing), self.frozen_features(pixels[missing])))
+            self._kept.update(list(fresh.items())[:max(0, MAX_KEPT - len(self._kept))])
+        return self.norm(torch.stack([self._kept[key] if key in self._kept else fresh[key] for key in keys]))
 
 
 def build_image_descriptor(name: str | None, normalization: Normalization,
