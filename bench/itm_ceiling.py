@@ -13,7 +13,12 @@ accuracy of:
   of two (what a model that knew only the subcategory could say);
 - the oracle: a pair matches when the image's product and the text's are of the same subcategory and the text
   contradicts none of the image's labelled visible attributes (the schema's surface forms); its p(match) for
-  such pairs is the share of positives among them, 0 otherwise (calibrated on the same pairs).
+  such pairs is the share of positives among them, 0 otherwise (calibrated on the same pairs);
+- the ITC cosine of the pair through a logistic regression fitted on the first 70% of the batches and scored
+  on the rest: what the unimodal embeddings alone tell apart on these pairs.
+And it probes what each unimodal embedding knows of the subcategory (logistic regression on the standardised
+global embeddings, one half of the train products → the other): a fused head cannot match what neither side
+encodes.
 
 Each with a 95% bootstrap interval over batches. Why: a loss at the prior says nothing by itself; the oracle
 says how far below it what the labels and the words show would take a model.
@@ -105,6 +110,30 @@ def report(label: str, p_match: np.ndarray, labels: np.ndarray) -> None:
           f"accuracy {format_interval(acc_ci.value, acc_ci.as_dict())}")
 
 
+def itc_cosine_probability(image: np.ndarray, text: np.ndarray, pairs: np.ndarray, labels: np.ndarray,
+                           fit_share: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """p(match) of the held-out batches from a logistic regression on the pair's ITC cosine, and their labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    cosine = (norm(image)[pairs[..., 0]] * norm(text)[pairs[..., 1]]).sum(-1)
+    cut = int(len(pairs) * fit_share)
+    fitted = LogisticRegression().fit(cosine[:cut].reshape(-1, 1), labels[:cut].reshape(-1))
+    return fitted.predict_proba(cosine[cut:].reshape(-1, 1))[:, 1].reshape(cosine[cut:].shape), labels[cut:]
+
+
+def subcategory_probe(features: np.ndarray, products) -> float:
+    """Held-out accuracy (%) of a logistic regression from the embedding to the subcategory, half → half."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    subcategory = np.array([p.subcategory for p in products])
+    half = len(products) // 2
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features[:half], subcategory[:half])
+    return 100.0 * float((probe.predict(features[half:]) == subcategory[half:]).mean())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=Path("derived/pretrain/fashionvil/model"))
@@ -134,6 +163,11 @@ def main() -> None:
            labels)
     report("subcategory oracle", np.where(same, labels[same].mean(), 0.0), labels)
     report("oracle (labels and surface forms)", np.where(consistent, labels[consistent].mean(), 0.0), labels)
+    report("ITC cosine, logistic (held-out 30%)", *itc_cosine_probability(emb.image, emb.text, pairs, labels))
+    majority = 100.0 * max(np.unique([p.subcategory for p in products], return_counts=True)[1]) / len(products)
+    print(f"  subcategory from the global embedding (linear probe, half of the train products → the other half; "
+          f"majority {majority:.1f}%): image {subcategory_probe(emb.image, products):.1f}%, "
+          f"text {subcategory_probe(emb.text, products):.1f}%")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ class ImageEncoderConfig(StrictModel):
     pretrained: bool = False
     # Extra keyword arguments for ``timm.create_model`` (depth, embed_dim…).
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    # A frozen pretrained feature map concatenated to every patch token (models/image_descriptor.py):
+    # efficientnet_lite0_s16, or null for the encoder alone. A micro ViT trained from random for a few hundred
+    # steps barely knows what a product is; the frozen map does from the first step.
+    prior: str | None = None
 
 
 class ScratchTextConfig(StrictModel):

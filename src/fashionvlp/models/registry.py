@@ -68,7 +68,7 @@ def load_pretrained(path: Path, expect_arch: str | None = None):
         raise ModelInputError(f"{path} holds a {meta['arch']} model, but {expect_arch} was asked for")
     cfg = ModelConfig.model_validate(meta["model"])
     cfg = cfg.model_copy(update={"image": cfg.image.model_copy(update={"pretrained": False, "checkpoint": None})})
-    image = build_image_encoder(cfg.image)
+    image = build_image_encoder(cfg.image, prior_pretrained=False)
     bert = BertModel(BertConfig.from_dict(meta["bert_config"]), add_pooling_layer=False)
     tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR))
     model = _architecture(meta["arch"])(cfg, image, bert, tokenizer)
