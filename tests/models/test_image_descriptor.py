@@ -152,3 +152,34 @@ def test_keyed_features_beyond_the_cap_are_computed_each_time(monkeypatch):
     assert set(descriptor._kept) == {1, 2}
     torch.testing.assert_close(first, plain)
     torch.testing.assert_close(again, plain)
+
+
+def test_the_grid_prior_adds_the_frozen_map_to_every_patch_token_and_keeps_it_per_key():
+    from fashionvlp.config import ImageEncoderConfig
+    from fashionvlp.models.image_encoders import ModelInputError, build_image_encoder
+
+    config = ImageEncoderConfig(name="vit_micro_patch8", image_size=64, prior=EFFICIENTNET_LITE0_S16)
+    encoder = build_image_encoder(config)
+    pixels = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = encoder(pixels)
+        keyed = encoder(pixels, [7, 8, 9])
+        again = encoder(pixels, [7, 8, 9])
+    assert plain.shape == (3, encoder.num_patches, encoder.backbone_dim + 112) and encoder.dim == plain.shape[-1]
+    torch.testing.assert_close(keyed, plain)
+    torch.testing.assert_close(again, plain)
+    assert set(encoder.prior._kept) == {7, 8, 9}
+    # the prior's part of a token reads its own region of the image: the 4 x 4 stride-16 map on 8 x 8 patches
+    prior = plain[..., encoder.backbone_dim:]
+    assert not torch.allclose(prior[0, 0], prior[0, -1])
+    torch.testing.assert_close(prior[0, 0], prior[0, 1])  # two patches of one stride-16 cell
+    encoder.train()
+    assert not encoder.prior.blocks.training and encoder.backbone.training
+    assert not any(p.requires_grad for p in encoder.prior.blocks.parameters())
+    # a saved model's prior is rebuilt without the package's weights, then loaded
+    fresh = build_image_encoder(config, prior_pretrained=False)
+    fresh.load_state_dict(encoder.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval()(pixels), encoder.eval()(pixels))
+    with pytest.raises(ModelInputError, match="model.image.prior"):
+        build_image_encoder(config.model_copy(update={"prior": "no_such_prior"}))

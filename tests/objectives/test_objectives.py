@@ -202,7 +202,7 @@ def test_objectives_summed_in_one_step_encode_the_image_once(tmp_path):
     model = _model(tmp_path, "kgflip")
     calls = []
     original = model.encode_image
-    model.encode_image = lambda pixels: calls.append(pixels.shape) or original(pixels)
+    model.encode_image = lambda pixels, keys=None: calls.append(pixels.shape) or original(pixels, keys)
     suite = ObjectiveSuite(model, {"kg_mlim": 1.0, "kg_itm": 1.0, "lm": 1.0}, "sum", seed=0, context=CONTEXT)
     total, _ = suite(_batch(model), suite.choose(0))
     total.backward()

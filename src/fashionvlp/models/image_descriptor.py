@@ -35,6 +35,8 @@ _GRID_BLOCK, _GRID_SIDE = 10, 4
 # Keyed features kept at most (about 270 MB with the grid): the embedded catalog's fine-tunings need at most
 # about 14,000; a FashionGen-size catalog (260k views, two flips) computes the rest each time instead.
 MAX_KEPT = 32_768
+# The prior keeps a grid per key (8 × 8 × 112 floats at 64 px, 28 KB): at most about 470 MB.
+PRIOR_MAX_KEPT = 16_384
 
 
 class _FrozenTrunk(nn.Module):
@@ -62,6 +64,8 @@ class _FrozenTrunk(nn.Module):
         # at 64 px, one thread: 0.88 → 0.39 s), and every step that reads these features waits on them.
         self.stem.to(memory_format=torch.channels_last)
         self.blocks.to(memory_format=torch.channels_last)
+        self._kept: dict[int, torch.Tensor] = {}
+        self.max_kept = MAX_KEPT
         self.train(False)
 
     def train(self, mode: bool = True):
@@ -69,6 +73,21 @@ class _FrozenTrunk(nn.Module):
         self.stem.eval()
         self.blocks.eval()
         return self
+
+    def kept(self, pixels: torch.Tensor, keys: list[int] | None, frozen_features) -> torch.Tensor:
+        """``frozen_features(pixels)``, computed once per key and kept when ``keys`` are given (one per image,
+        equal for equal pixels: a product's view and its flip), so a fine-tuning that sees the same images
+        every epoch (OCIR's outfit items, XMR's and the attribute heads' views) pays for the convolutions
+        once per image; past ``max_kept`` keys the rest are computed each time."""
+        if keys is None:
+            return frozen_features(pixels)
+        missing = [row for row, key in enumerate(keys) if key not in self._kept]
+        fresh: dict[int, torch.Tensor] = {}
+        if missing:
+            with torch.no_grad():
+                fresh = dict(zip((keys[row] for row in missing), frozen_features(pixels[missing])))
+            self._kept.update(list(fresh.items())[:max(0, self.max_kept - len(self._kept))])
+        return torch.stack([self._kept[key] if key in self._kept else fresh[key] for key in keys])
 
     def stem_input(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.stem((pixels * self.scale + self.shift).contiguous(memory_format=torch.channels_last))
@@ -83,8 +102,10 @@ class FrozenGridPrior(_FrozenTrunk):
         self.grid = tuple(grid)
         self.dim = _POOLED_BLOCKS[_GRID_BLOCK]
         self.norm = nn.LayerNorm(self.dim)
+        self.max_kept = PRIOR_MAX_KEPT
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """[B, grid rows · cols, 112] before the trained LayerNorm."""
         with torch.no_grad():
             h = self.stem_input(pixels)
             for block in self.blocks:
@@ -93,7 +114,10 @@ class FrozenGridPrior(_FrozenTrunk):
                 h = nn.functional.adaptive_avg_pool2d(h, self.grid)
             else:
                 h = nn.functional.interpolate(h, size=self.grid, mode="nearest")
-        return self.norm(h.flatten(2).transpose(1, 2))
+        return h.flatten(2).transpose(1, 2)
+
+    def forward(self, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
+        return self.norm(self.kept(pixels, keys, self.frozen_features))
 
 
 class FrozenImageDescriptor(_FrozenTrunk):
@@ -104,7 +128,6 @@ class FrozenImageDescriptor(_FrozenTrunk):
         self.grid = grid
         self.dim = 2 * sum(_POOLED_BLOCKS.values()) + (_POOLED_BLOCKS[_GRID_BLOCK] * _GRID_SIDE ** 2 if grid else 0)
         self.norm = nn.LayerNorm(self.dim)
-        self._kept: dict[int, torch.Tensor] = {}
 
     def frozen_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """[B, dim] before the trained LayerNorm: a function of the pixels alone."""
@@ -119,18 +142,8 @@ class FrozenImageDescriptor(_FrozenTrunk):
         return torch.cat(pooled, dim=1)
 
     def forward(self, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
-        """``keys``: one per image, equal for equal pixels (a product's unaugmented view): the frozen features
-        are computed once per key and kept, so a task that sees the same images every epoch (OCIR's outfit
-        items) pays for the convolutions once; past ``MAX_KEPT`` keys the rest are computed each time."""
-        if keys is None:
-            return self.norm(self.frozen_features(pixels))
-        missing = [row for row, key in enumerate(keys) if key not in self._kept]
-        fresh: dict[int, torch.Tensor] = {}
-        if missing:
-            with torch.no_grad():
-                fresh = dict(zip((keys[row] for row in missing), self.frozen_features(pixels[missing])))
-            self._kept.update(list(fresh.items())[:max(0, MAX_KEPT - len(self._kept))])
-        return self.norm(torch.stack([self._kept[key] if key in self._kept else fresh[key] for key in keys]))
+        """``keys``: one per image, equal for equal pixels (``_FrozenTrunk.kept``)."""
+        return self.norm(self.kept(pixels, keys, self.frozen_features))
 
 
 def build_image_descriptor(name: str | None, normalization: Normalization,

@@ -65,11 +65,12 @@ class PatchEncoder(nn.Module):
     def num_patches(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
+        """``keys``: one per image, equal for equal pixels; the frozen prior's features are kept per key."""
         tokens = self._grid_features(pixels).flatten(2).transpose(1, 2)
         if self.prior is None:
             return tokens
-        return torch.cat([tokens, self.prior(pixels).to(tokens.dtype)], dim=-1)
+        return torch.cat([tokens, self.prior(pixels, keys).to(tokens.dtype)], dim=-1)
 
 
 def _require_file(path: Path | None, what: str) -> Path:

@@ -59,8 +59,9 @@ class VisionLanguageModel(nn.Module, abc.ABC):
         """The text encoder's input embeddings (MLM and LM heads tie their output layer to them)."""
 
     @abc.abstractmethod
-    def encode_image(self, pixels: torch.Tensor) -> ImageFeatures:
-        """Unimodal image features."""
+    def encode_image(self, pixels: torch.Tensor, image_keys: list[int] | None = None) -> ImageFeatures:
+        """Unimodal image features. ``image_keys``: one per image, equal for equal pixels (a product's view
+        and its flip), so a frozen image prior computes its features once per key in a fine-tuning."""
 
     @abc.abstractmethod
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:

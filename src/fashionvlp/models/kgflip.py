@@ -55,8 +55,8 @@ class KGFLIP(VisionLanguageModel):
     def word_embeddings(self) -> nn.Embedding:
         return self.text.embeddings.word_embeddings
 
-    def encode_image(self, pixels: torch.Tensor) -> ImageFeatures:
-        patches = self.image_norm(self.image_proj(self.image_encoder(pixels)))
+    def encode_image(self, pixels: torch.Tensor, image_keys: list[int] | None = None) -> ImageFeatures:
+        patches = self.image_norm(self.image_proj(self.image_encoder(pixels, image_keys)))
         return ImageFeatures(global_=patches.mean(1), patches=patches)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> TextFeatures:

@@ -42,11 +42,16 @@ class Objective(nn.Module, abc.ABC):
         """Named losses (``loss/<name>``, with a graph) and detached diagnostics (``acc/<name>``…)."""
 
 
+# The batch entry that keys a batch's pixels (one key per image, equal for equal pixels), where there is one.
+_IMAGE_KEYS = {"pixels_a": "image_key_a"}
+
+
 def encoded_image(model, batch: dict, key: str = "pixels_a"):
     """``model.encode_image(batch[key])``, computed once per step: objectives summed in one step share it."""
     cache = batch.setdefault("_image_features", {})
     if key not in cache:
-        cache[key] = model.encode_image(batch[key])
+        keys = batch.get(_IMAGE_KEYS.get(key, ""))
+        cache[key] = model.encode_image(batch[key], None if keys is None else keys.tolist())
     return cache[key]
 
 
@@ -59,8 +64,8 @@ def fused_readout(model, pixels: torch.Tensor, input_ids: torch.Tensor, attentio
     the image features (colour, pattern) hold the answer plainly. The max keeps a single word that the
     mean of 20 tokens dilutes ("shown in camel"): with it the attribute heads read material 43.5 → 58.1
     and R@90P 66.0 → 70.0 at 300 steps (README). ``image_keys``: one per image (a view and its flip), so the
-    frozen descriptor's convolutions run once per key in a fine-tuning."""
-    image = model.encode_image(pixels)
+    frozen descriptor's (and the image prior's) convolutions run once per key in a fine-tuning."""
+    image = model.encode_image(pixels, image_keys)
     fused = model.fuse(input_ids, attention_mask, image)
     parts = [fused.pooled, masked_mean(fused.text_tokens, attention_mask),
              masked_max(fused.text_tokens, attention_mask), image.global_]

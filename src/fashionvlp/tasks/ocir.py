@@ -50,7 +50,7 @@ class OutfitCompletion(Objective):
     def item_embedding(self, model, pixels: torch.Tensor, keys: list[int] | None = None) -> torch.Tensor:
         """[B, H]: what a query's items and the candidates are compared by. ``keys``: the products' rows, so
         the frozen descriptor reads each product's (unaugmented) view once per fine-tuning."""
-        embedding = model.encode_image(pixels).global_
+        embedding = model.encode_image(pixels, keys).global_
         if self.descriptor_proj is not None:
             embedding = embedding + self.descriptor_proj(model.image_descriptor(pixels, keys))
         return embedding
