@@ -160,6 +160,13 @@ def build_image_descriptor(name: str | None, normalization: Normalization,
         return FrozenImageDescriptor(normalization, pretrained, grid=name == EFFICIENTNET_LITE0_S16_GRID)
 
 
+def keep_no_frozen_features(model: nn.Module) -> None:
+    """Every frozen trunk in ``model`` computes its features each time instead of keeping them per key."""
+    for module in model.modules():
+        if isinstance(module, _FrozenTrunk):
+            module.max_kept = 0
+
+
 def build_grid_prior(name: str, normalization: Normalization, grid: tuple[int, int],
                      pretrained: bool = True) -> FrozenGridPrior:
     """``pretrained=False`` when the weights come from a saved model right after."""

@@ -183,6 +183,7 @@ def pretrain(params: Params, catalog: Path | None = None, patch_labels: Path | N
     from accelerate import PartialState
     from safetensors.torch import save_model
 
+    from fashionvlp.models.image_descriptor import keep_no_frozen_features
     from fashionvlp.models.registry import save_pretrained
     from fashionvlp.tracking.mlflow_tracking import maybe_run
     from fashionvlp.training.loop import train, use_cpu
@@ -191,6 +192,10 @@ def pretrain(params: Params, catalog: Path | None = None, patch_labels: Path | N
     out = Path(out or pretrain_dir(params))
     catalog_root = Path(catalog or params.catalog_dir)
     prepared = prepare(params, catalog_root, patch_labels, out)
+    # Pre-training resumes to the bit: frozen image features kept per key would come from batches that a
+    # resumed run composes differently (EfficientNet's output moves by up to 3e-5 with the batch), and in
+    # about one pass over the views they would seldom be read again anyway.
+    keep_no_frozen_features(prepared.suite.model)
     if not PartialState(cpu=use_cpu()).is_main_process:
         tracking = None  # one MLflow run per training, logged by the main process
     out.mkdir(parents=True, exist_ok=True)
