@@ -39,9 +39,11 @@ def prefect_harness():
         yield
 
 
-# A model small enough for unit tests (seconds on 2 cores): micro ViT at 64 px (8×8 patches), 1-layer BERT.
+# A model small enough for unit tests (seconds on 2 cores): micro ViT at 64 px (8×8 patches), 1-layer BERT,
+# without the default's frozen image prior (its convolutions in every model cost the suite about 2 minutes);
+# the exported models below, and the tests of the prior itself, have it.
 TINY_MODEL = TINY + [
-    "model.image.name=vit_micro_patch8", "model.image.image_size=64",
+    "model.image.name=vit_micro_patch8", "model.image.image_size=64", "model.image.prior=null",
     "model.text.source=scratch", "model.text.max_length=24",
     "model.text.scratch.vocab_size=300", "model.text.scratch.hidden_size=32", "model.text.scratch.layers=1",
     "model.text.scratch.heads=2", "model.text.scratch.intermediate_size=64",
@@ -84,7 +86,9 @@ def fine_tune_for_export(arch, tiny_catalog, tiny_patch_labels, tmp_path_factory
 
     if arch not in _FINE_TUNED:
         tmp = tmp_path_factory.mktemp(arch)
-        params = tiny_params(tmp, *EXPORT_ARCHS[arch], "pretrain.steps=2", "evaluation.allow_fallback=true")
+        # the default's image path: ONNX parity and serving are checked with the frozen prior in the graphs
+        params = tiny_params(tmp, *EXPORT_ARCHS[arch], "pretrain.steps=2", "evaluation.allow_fallback=true",
+                             "model.image.prior=efficientnet_lite0_s16")
         model_dir = pretrain(params, tiny_catalog, tiny_patch_labels).model_dir
         sources = {role: finetune(params, task, model_dir, tiny_catalog).model_dir
                    for role, task in {"retrieval": "xmr", "attributes": "attributes",

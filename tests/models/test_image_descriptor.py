@@ -101,7 +101,8 @@ def test_heads_learn_at_their_own_rate_and_the_frozen_descriptor_not_at_all(tmp_
     from fashionvlp.stages.pretrain import prepare
     from fashionvlp.training.loop import _param_groups
 
-    params = tiny_params(tmp_path, ITC_ONLY, "pretrain.lr=0.001", "pretrain.lr_multiplier=2")
+    params = tiny_params(tmp_path, ITC_ONLY, "pretrain.lr=0.001", "pretrain.lr_multiplier=2",
+                         "model.image.prior=efficientnet_lite0_s16")
     loop = params.pretrain.model_copy(update={"objectives": {"attributes": 1.0}, "head_lr_multiplier": 5.0})
     suite = prepare(params, tiny_catalog, objectives={"attributes": 1.0}, train_cfg=loop).suite
     lr_of = {id(p): group["lr"] for group in _param_groups(suite, loop) for p in group["params"]}
