@@ -331,3 +331,26 @@ def test_the_attribute_heads_also_read_the_texts_words_directly(tmp_path):
     expected[:, 3] += 2.5 * occurrences
     torch.testing.assert_close(after["color"], expected)
     torch.testing.assert_close(after["pattern"], before["pattern"])
+
+
+def test_the_attribute_words_start_from_the_schemas_one_token_names(tmp_path):
+    # A token that is by itself a surface form of exactly one value starts at KNOWN_WORD_LOGIT for it; a token
+    # that is a form of two values ("black" below) and the pieces of multi-token forms ("v", "neck") stay at 0.
+    from fashionvlp.tasks.attributes import KNOWN_WORD_LOGIT, AttributeExtraction
+
+    model = _model(tmp_path, "fashionvil").eval()
+    forms = ((("blue", "navy"), ("red",), ("black",)), (("v-neck",), ("crew", "black")))
+    head = AttributeExtraction(model, ObjectiveContext(attributes=(("color", 3), ("neckline", 2)),
+                                                       attribute_forms=forms))
+    token = model.tokenizer.convert_tokens_to_ids
+    table = head.words.weight.detach()
+    assert table[token("blue"), 0] == KNOWN_WORD_LOGIT and table[token("red"), 1] == KNOWN_WORD_LOGIT
+    assert (table[token("blue")] != 0).sum() == 1
+    assert (table[token("black")] == 0).all()             # colour "black" and neckline "crew / black"
+    assert (table[token("v")] == 0).all() and (table[token("dress")] == 0).all()
+    ids = model.tokenizer(["a red dress"], return_tensors="pt")
+    with torch.no_grad():
+        words = head.word_logits(ids.input_ids, ids.attention_mask)
+    assert words[0].argmax(-1).item() == 1                # the text names red
+    torch.testing.assert_close(words[1], torch.zeros(1, 2))
+

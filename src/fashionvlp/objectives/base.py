@@ -30,6 +30,8 @@ class ObjectiveContext:
     num_subcategories: int = 0
     # (attribute, number of values) in the schema's order: the attribute-extraction heads
     attributes: tuple[tuple[str, int], ...] = ()
+    # per attribute, per value (same order): the schema's surface forms ("navy", "cobalt" for blue)
+    attribute_forms: tuple[tuple[tuple[str, ...], ...], ...] = ()
 
 
 class Objective(nn.Module, abc.ABC):

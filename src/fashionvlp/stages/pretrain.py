@@ -91,10 +91,13 @@ def objective_context(cfg, schema, codebook_size: int = 0, num_pseudo_attributes
     from fashionvlp.objectives.base import ObjectiveContext
 
     maps = label_maps(schema)
+    vocabulary = attribute_vocabulary(schema)
     return ObjectiveContext(mask_probability=cfg.mask_probability, mpfc_mask_ratio=cfg.mpfc_mask_ratio,
                             num_pseudo_attributes=num_pseudo_attributes, codebook_size=codebook_size,
                             num_categories=len(maps["category"]), num_subcategories=len(maps["subcategory"]),
-                            attributes=tuple((a, len(v)) for a, v in attribute_vocabulary(schema).items()))
+                            attributes=tuple((a, len(v)) for a, v in vocabulary.items()),
+                            attribute_forms=tuple(tuple(tuple(schema.surface_forms(a, value)) for value in values)
+                                                  for a, values in vocabulary.items()))
 
 
 def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | None = None,

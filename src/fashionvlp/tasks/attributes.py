@@ -29,6 +29,25 @@ THRESHOLDS_FILE = "attribute_thresholds.json"
 CALIBRATION_SPLIT = "val"
 
 
+KNOWN_WORD_LOGIT = 3.0
+
+
+def naming_tokens(tokenizer, forms: tuple[tuple[tuple[str, ...], ...], ...], sizes: list[int]) -> list[tuple[int, int]]:
+    """(token id, logit column) for every token that is alone a surface form of exactly one value of one
+    attribute; columns run over the attributes' values concatenated. Multi-token forms ("a-line", "long
+    sleeve") are left out: their pieces ("a", "long") name other things too."""
+    owners: dict[int, set[int]] = {}
+    offset = 0
+    for values, size in zip(forms, sizes):
+        for index, value_forms in enumerate(values):
+            for form in value_forms:
+                ids = tokenizer(form, add_special_tokens=False)["input_ids"]
+                if len(ids) == 1:
+                    owners.setdefault(ids[0], set()).add(offset + index)
+        offset += size
+    return sorted((token, next(iter(columns))) for token, columns in owners.items() if len(columns) == 1)
+
+
 @register_objective("attributes")
 class AttributeExtraction(Objective):
     def __init__(self, model, context):
@@ -55,6 +74,13 @@ class AttributeExtraction(Objective):
         self.sizes = [size for _, size in context.attributes]
         self.words = nn.Embedding(model.word_embeddings.num_embeddings, sum(self.sizes))
         nn.init.zeros_(self.words.weight)
+        # Started from the schema's own names: a word that is by itself a surface form of one value ("navy",
+        # "camel", "plaid") begins at +KNOWN_WORD_LOGIT for it. From zero the summed table reached 93.8% on the
+        # colours a text names (its other words' small learned logits add up); begun from the schema, a
+        # bag-of-words model alone reached 97.8% on the same texts whatever the rate and steps (README).
+        with torch.no_grad():
+            for token, column in naming_tokens(model.tokenizer, context.attribute_forms, self.sizes):
+                self.words.weight[token, column] = KNOWN_WORD_LOGIT
 
     def word_logits(self, input_ids, attention_mask) -> list[torch.Tensor]:
         """Per attribute [B, values]: the sum of the text's tokens' learned logits (padding adds none)."""
