@@ -40,8 +40,10 @@ dvc-remote: $(STAMP)
 	@mkdir -p "$(DVC_REMOTE)"
 	@$(VENV)/bin/dvc remote add --local --force --default local "$(DVC_REMOTE)" >/dev/null
 
+# CATALOG=DIR trains on another catalog (an imported one: `fashionvlp data import`); ARGS adds flow options,
+# e.g. ARGS="--set=evaluation.allow_fallback=true" for a catalog with fewer than 101 products per subcategory.
 run: setup
-	$(PY) flows/retrain.py
+	$(PY) flows/retrain.py $(if $(CATALOG),--set=paths.catalog=$(abspath $(CATALOG))) $(ARGS)
 
 # Two pytest-xdist workers, one per core: most tests wait on a subprocess, a server or one thread, so two at
 # a time nearly halve the wall time; loadscope keeps a module's tests (and its fixtures) on one worker.

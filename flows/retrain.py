@@ -218,6 +218,12 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         skipped = sorted(set(params.finetune.tasks) - set(tasks))
         if skipped:
             logger.info("skipped (the %s architecture cannot run them): %s", params.model.arch, ", ".join(skipped))
+        lacking_data = {t: why for t in tasks if (why := finetune_stage.missing_catalog_data(
+            t, Path(version["catalog"]), ("train", params.evaluation.split)))}
+        for name, why in lacking_data.items():
+            logger.warning("skipped %s: the catalog has %s", name, why)
+        tasks = [t for t in tasks if t not in lacking_data]
+        skipped = sorted([*skipped, *lacking_data])
         runner = ProcessPoolTaskRunner(max_workers=params.finetune.workers)
         outcomes = downstream.with_options(task_runner=runner)(parameters, pretrained["model_dir"],
                                                                version["catalog"], run_id, tasks)

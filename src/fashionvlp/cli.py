@@ -47,9 +47,7 @@ def _run(fn):
     """Turns expected failures (bad input, failed validation) into a clear message and exit code 1."""
     from fashionvlp.data.catalog_io import CatalogError, CatalogNotFound
     from fashionvlp.data.versioning import DataVersionError
-    from fashionvlp.evaluation.retrieval import ProtocolError
-    from fashionvlp.export.onnx_export import ParityError
-    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.errors import ModelInputError, ParityError, ProtocolError
 
     try:
         return fn()
@@ -64,9 +62,10 @@ def _run(fn):
 
 @app.callback()
 def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:  # one line per checkpoint file is noise at INFO
-        logging.getLogger("accelerate").setLevel(logging.WARNING)
+    # This project's INFO lines; a library's (Great Expectations' ~200 per validation, accelerate's per
+    # checkpoint file) only with -v.
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("fashionvlp").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @config_app.command("show")
@@ -98,6 +97,33 @@ def data_validate(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = N
     p = _params(params, preset, set_)
     result = _run(lambda: validate(p, catalog, report_dir))
     typer.echo(summarize(result))
+
+
+@data_app.command("import")
+def data_import(table: Annotated[Path, typer.Argument(help="The product table: CSV, JSONL or Parquet, one row per product.")],
+                images: Annotated[Path, typer.Option(help="Directory the table's image paths are relative to.")],
+                mapping: Annotated[Path, typer.Option(help="mapping.yaml: which column is what (data/catalog_import.py).")],
+                taxonomy: Annotated[Path, typer.Option(help="taxonomy.yaml: categories → subcategories, attributes, values and synonyms.")],
+                out: Annotated[Path, typer.Option(help="Catalog directory to write.")],
+                max_reject: Annotated[int, typer.Option(help="Rows that may be rejected (listed in rejected_rows.csv); above it nothing is written.")] = 0,
+                report: Annotated[Optional[Path], typer.Option(help="Where the rejected rows go when the import fails (default: <out>.rejected.csv).")] = None,
+                params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Import your own catalog: a product table, its images, a column mapping and your taxonomy."""
+    from fashionvlp.data.catalog_import import REJECT_REPORT
+    from fashionvlp.stages.data import import_table
+
+    if max_reject < 0:
+        _fail(f"--max-reject must be ≥ 0, got {max_reject}")
+    p = _params(params, None, set_)
+    path = _run(lambda: import_table(p, table, images, mapping, taxonomy, out, max_reject, report))
+    manifest = json.loads((path / "catalog.json").read_text())
+    counts = manifest["counts"]
+    typer.echo(f"wrote catalog {path}: {counts['products']} products, {counts['images']} images "
+               f"(train {counts['by_split']['train']} / val {counts['by_split']['val']} / test "
+               f"{counts['by_split']['test']}; {manifest['split_policy']})")
+    typer.echo(f"rejected {manifest['rejected_rows']} of {manifest['rows']} rows (listed in {path / REJECT_REPORT})"
+               + (f"; values added to the schema: {', '.join(f'{a}={v}' for a, v in manifest['values_added'])}"
+                  if manifest["values_added"] else ""))
 
 
 @data_app.command("materialize")
@@ -317,32 +343,54 @@ def serve_cmd(config: Annotated[Path, typer.Option(help="Serving configuration (
 @convert_app.command("fashiongen")
 def convert_fashiongen_cmd(out: Annotated[Path, typer.Option(help="Catalog directory to write.")],
                            train: Annotated[Optional[Path], typer.Option(help="fashiongen_256_256_train.h5")] = None,
-                           val: Annotated[Optional[Path], typer.Option(help="h5 file for the val split")] = None,
-                           test: Annotated[Optional[Path], typer.Option(help="fashiongen_256_256_validation.h5 (the papers' test set)")] = None,
+                           val: Annotated[Optional[Path], typer.Option(help="h5 file for the val split (default: "
+                                                                            "--val-share of the train products)")] = None,
+                           test: Annotated[Optional[Path], typer.Option(help="fashiongen_256_256_validation.h5 (the papers' evaluation split)")] = None,
+                           encoding: Annotated[str, typer.Option(help="Text encoding of the h5 strings (the release's is latin-1).")] = "latin-1",
+                           on_duplicate: Annotated[str, typer.Option(help="A product id in two files: error (name them) or first (keep the first file's).")] = "error",
+                           val_share: Annotated[float, typer.Option(help="Share of the train products moved to val (seeded, whole products) when no --val file is given.")] = 0.05,
+                           seed: Annotated[int, typer.Option(help="Seed of the val draw.")] = 0,
+                           workers: Annotated[Optional[int], typer.Option(help="JPEG-encoding processes (default: every core).")] = None,
                            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """FashionGen h5 files → catalog (views grouped by product id)."""
-    from fashionvlp.data.converters.fashiongen import convert_fashiongen
+    """FashionGen h5 files → catalog (views grouped by product id; the papers' split: train file → train, validation file → test)."""
+    from fashionvlp.data.converters.fashiongen import DUPLICATE_POLICIES, convert_fashiongen
     from fashionvlp.stages.data import image_limits
 
     files = {k: v for k, v in (("train", train), ("val", val), ("test", test)) if v is not None}
     if not files:
         _fail("give at least one of --train, --val, --test")
+    if on_duplicate not in DUPLICATE_POLICIES:
+        _fail(f"--on-duplicate must be one of {', '.join(DUPLICATE_POLICIES)}, got {on_duplicate!r}")
+    if not 0.0 <= val_share < 1.0:
+        _fail(f"--val-share must be in [0, 1), got {val_share}")
     p = _params(params, None, set_)
-    path = _run(lambda: convert_fashiongen(files, out, image_limits(p)))
+    path = _run(lambda: convert_fashiongen(files, out, image_limits(p), encoding=encoding, on_duplicate=on_duplicate,
+                                           val_share=val_share, seed=seed, workers=workers))
     typer.echo(f"wrote FashionGen catalog to {path}")
 
 
 @convert_app.command("fashioniq")
 def convert_fashioniq_cmd(root: Annotated[Path, typer.Argument(help="FashionIQ root (captions/, image_splits/, images/)")],
                           out: Annotated[Path, typer.Option(help="Catalog directory to write.")],
+                          max_missing: Annotated[float, typer.Option(help="Largest share of products whose image may be missing (left out, listed in missing_images.txt).")] = 0.15,
                           params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """FashionIQ captions and splits → catalog with triplets."""
-    from fashionvlp.data.converters.fashioniq import convert_fashioniq
+    """FashionIQ as released → catalog with triplets (train → train, val → test: the papers' split)."""
+    from fashionvlp.data.converters.fashioniq import MISSING_REPORT, convert_fashioniq
     from fashionvlp.stages.data import image_limits
 
+    if not 0.0 <= max_missing <= 1.0:
+        _fail(f"--max-missing must be in [0, 1], got {max_missing}")
     p = _params(params, None, set_)
-    path = _run(lambda: convert_fashioniq(root, out, image_limits(p)))
-    typer.echo(f"wrote FashionIQ catalog to {path}")
+    path = _run(lambda: convert_fashioniq(root, out, image_limits(p), max_missing=max_missing))
+    manifest = json.loads((path / "catalog.json").read_text())
+    counts, left = manifest["counts"], manifest["left_out"]
+    typer.echo(f"wrote FashionIQ catalog to {path}: {counts['products']} products, {counts['triplets']} triplets "
+               f"(train {counts['by_split']['train']} / test {counts['by_split']['test']} products)")
+    without = sum(left["captions_without_target"].values())
+    typer.echo(f"left out: {without} caption entries without a target "
+               f"({', '.join(f'{k} {v}' for k, v in left['captions_without_target'].items()) or 'none'}), "
+               f"{left['test_images']} test-split images, {left['missing_images']} products whose image is missing "
+               f"(listed in {path / MISSING_REPORT}) and the {left['triplets_missing_image']} triplets naming them")
 
 
 @convert_app.command("polyvore")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fashionvlp.config import ModelConfig
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.models.registry import build_model, load_pretrained, save_pretrained
 
 TEXTS = ["a blue v-neck dress with long sleeves", "red cotton shirt with buttons", "black leather heels"] * 30

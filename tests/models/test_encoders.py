@@ -5,7 +5,8 @@ import torch
 
 from fashionvlp.config import ImageEncoderConfig, TextEncoderConfig
 from fashionvlp.models.bert_blocks import embed_text, run_encoder
-from fashionvlp.models.image_encoders import ModelInputError, build_image_encoder
+from fashionvlp.errors import ModelInputError
+from fashionvlp.models.image_encoders import build_image_encoder
 from fashionvlp.models.text_encoders import build_text_encoder, minilm_path, train_wordpiece
 
 TEXTS = ["a blue v-neck dress with long sleeves", "red cotton shirt with buttons", "black leather heels"] * 30

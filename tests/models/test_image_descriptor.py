@@ -3,7 +3,8 @@ import torch
 
 from fashionvlp.models.image_descriptor import (EFFICIENTNET_LITE0_S16, EFFICIENTNET_LITE0_S16_GRID,
                                                 build_image_descriptor)
-from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, ModelInputError, Normalization
+from fashionvlp.errors import ModelInputError
+from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, Normalization
 from tests.conftest import tiny_params
 
 ITC_ONLY = "pretrain.objectives={itc: 1, itm: 0, mlm: 0, mpfc: 0, mvc: 0, pac: 0}"
@@ -157,7 +158,8 @@ def test_keyed_features_beyond_the_cap_are_computed_each_time(monkeypatch):
 
 def test_the_grid_prior_adds_the_frozen_map_to_every_patch_token_and_keeps_it_per_key():
     from fashionvlp.config import ImageEncoderConfig
-    from fashionvlp.models.image_encoders import ModelInputError, build_image_encoder
+    from fashionvlp.errors import ModelInputError
+from fashionvlp.models.image_encoders import build_image_encoder
 
     config = ImageEncoderConfig(name="vit_micro_patch8", image_size=64, prior=EFFICIENTNET_LITE0_S16)
     encoder = build_image_encoder(config)

@@ -9,7 +9,7 @@ import torch
 from fashionvlp.config import ModelConfig
 from fashionvlp.data.knowledge import mine_pseudo_attributes, swap_attributes, token_attribute_units
 from fashionvlp.data.schema import load_knowledge_base
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.models.registry import build_model
 from fashionvlp.objectives import OBJECTIVES
 from fashionvlp.objectives.base import ObjectiveContext, build_objectives

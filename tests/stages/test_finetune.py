@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
 
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.stages.evaluate import evaluate
 from fashionvlp.stages.finetune import finetune
 from fashionvlp.stages.pretrain import pretrain
@@ -78,6 +78,43 @@ def test_finetune_kgflip(tiny_catalog, pretrained_kgflip, tmp_path, task):
     metrics = _check(result, params, task, pretrained_kgflip)
     if task == "captioning":
         assert 0 <= metrics["BLEU-4"] <= 100 and len(metrics["examples"]) == 5
+
+
+def test_ocir_reports_polyvores_released_fitb_and_compatibility_where_the_catalog_keeps_them(
+        catalog_copy, pretrained, tmp_path):
+    # Questions and outfits in Polyvore's released form, made from the test split's outfits: each FITB question
+    # blanks an outfit's last item among 4 candidates; each real outfit is paired with one of items from others.
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from fashionvlp.data.catalog_io import COMPATIBILITY_SCHEMA, FITB_SCHEMA, OPTIONAL_TABLE_FILES, read_catalog
+    from fashionvlp.evaluation.outcomes import outcomes_path, read_outcomes
+
+    catalog = read_catalog(catalog_copy)
+    outfits = [o for o in catalog.iter_outfits() if o.split == "test"]
+    others = [o.product_ids[-1] for o in outfits]
+    fitb = [{"question_id": f"q{k}", "product_ids": list(o.product_ids[:-1]), "split": "test", "answer": k % 4,
+             "candidates": [others[(k + j - k % 4) % len(others)] if j != k % 4 else o.product_ids[-1]
+                            for j in range(4)]} for k, o in enumerate(outfits)]
+    compat = [{"outfit_id": f"c{k}", "product_ids": list(o.product_ids), "compatible": True, "split": "test"}
+              for k, o in enumerate(outfits)]
+    compat += [{"outfit_id": f"n{k}", "product_ids": [outfits[(k + j) % len(outfits)].product_ids[0] for j in range(3)],
+                "compatible": False, "split": "test"} for k in range(len(outfits))]
+    pq.write_table(pa.Table.from_pylist(fitb, schema=FITB_SCHEMA), catalog_copy / OPTIONAL_TABLE_FILES["fitb"])
+    pq.write_table(pa.Table.from_pylist(compat, schema=COMPATIBILITY_SCHEMA),
+                   catalog_copy / OPTIONAL_TABLE_FILES["compatibility"])
+    params = tiny_params(tmp_path)
+    result = finetune(params, "ocir", pretrained, catalog_copy)
+    metrics = json.loads((result.model_dir.parent / "metrics.json").read_text())
+    assert metrics["polyvore"]["fitb"]["questions"] == len(outfits) and metrics["polyvore"]["fitb"]["chance"] == 25.0
+    assert metrics["polyvore"]["compatibility"]["outfits"] == 2 * len(outfits)
+    assert set(metrics["headline"]) == {"OCIR", "FITB", "COMPAT_AUC"}
+    assert metrics["intervals"]["FITB"]["ci_low"] <= metrics["headline"]["FITB"] <= metrics["intervals"]["FITB"]["ci_high"]
+    # the AUC kept per outfit is sklearn's on the same scores
+    outcomes, _ = read_outcomes(outcomes_path(result.model_dir.parent, "ocir"))
+    auc = outcomes["COMPAT_AUC"]
+    assert metrics["headline"]["COMPAT_AUC"] == pytest.approx(100 * roc_auc_score(auc.labels, auc.scores))
+    assert sorted(np.unique(auc.labels)) == [0, 1]
 
 
 def test_rerank_with_itm_reports_its_cost(tiny_catalog, pretrained, tmp_path):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from fashionvlp.data.catalog_io import read_catalog
 from fashionvlp.data.patch_labels import read_patch_labels
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.models.text_encoders import train_wordpiece
 from fashionvlp.stages.pretrain import pretrain
 from fashionvlp.tracking.mlflow_tracking import Tracking

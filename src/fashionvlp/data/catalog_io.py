@@ -26,6 +26,8 @@ from pydantic import ValidationError
 from fashionvlp.data.schema import (
     CATALOG_FORMAT_VERSION,
     AttributeSchema,
+    CompatibilityOutfit,
+    FitbQuestion,
     ImageView,
     Outfit,
     Product,
@@ -55,7 +57,23 @@ OUTFITS_SCHEMA = pa.schema([
     ("product_ids", pa.list_(pa.string())),
     ("split", pa.string()),
 ])
+FITB_SCHEMA = pa.schema([
+    ("question_id", pa.string()),
+    ("product_ids", pa.list_(pa.string())),
+    ("candidates", pa.list_(pa.string())),
+    ("answer", pa.int32()),
+    ("split", pa.string()),
+])
+COMPATIBILITY_SCHEMA = pa.schema([
+    ("outfit_id", pa.string()),
+    ("product_ids", pa.list_(pa.string())),
+    ("compatible", pa.bool_()),
+    ("split", pa.string()),
+])
 TABLE_FILES = {"products": "products.parquet", "triplets": "triplets.parquet", "outfits": "outfits.parquet"}
+# Written only when a dataset has them (Polyvore's released benchmarks); a catalog without them reads as empty.
+OPTIONAL_TABLE_FILES = {"fitb": "fitb.parquet", "compatibility": "compatibility.parquet"}
+OPTIONAL_SCHEMAS = {"fitb": FITB_SCHEMA, "compatibility": COMPATIBILITY_SCHEMA}
 MAX_ERRORS_SHOWN = 25
 
 
@@ -147,6 +165,8 @@ class CatalogWriter:
         self.products: list[Product] = []
         self.triplets: list[Triplet] = []
         self.outfits: list[Outfit] = []
+        self.fitb: list[FitbQuestion] = []
+        self.compatibility: list[CompatibilityOutfit] = []
         self.staging = self.root.parent / f".{self.root.name}.staging-{os.getpid()}"
 
     def __enter__(self) -> "CatalogWriter":
@@ -204,6 +224,15 @@ class CatalogWriter:
         store.append(item)
         return item
 
+    def add_report(self, name: str, text: str) -> Path:
+        """A plain-text file beside the tables (what a conversion left out, and why); committed with them."""
+        own = {*TABLE_FILES.values(), *OPTIONAL_TABLE_FILES.values(), "schema.json", "catalog.json"}
+        if Path(name).name != name or name in own:
+            raise ValueError(f"a report is a plain file name other than the catalog's own, got {name!r}")
+        path = self.staging / name
+        path.write_text(text)
+        return path
+
     def add_product(self, record: str, **fields: Any) -> Product | None:
         return self._add(self.products, Product, record, fields)
 
@@ -212,6 +241,12 @@ class CatalogWriter:
 
     def add_outfit(self, record: str, **fields: Any) -> Outfit | None:
         return self._add(self.outfits, Outfit, record, fields)
+
+    def add_fitb_question(self, record: str, **fields: Any) -> FitbQuestion | None:
+        return self._add(self.fitb, FitbQuestion, record, fields)
+
+    def add_compatibility(self, record: str, **fields: Any) -> CompatibilityOutfit | None:
+        return self._add(self.compatibility, CompatibilityOutfit, record, fields)
 
     # --- checking and committing ----------------------------------------------------------------
     def _check_references(self) -> None:
@@ -243,7 +278,20 @@ class CatalogWriter:
                 if pid not in ids:
                     self.reject(f"outfit {outfit.outfit_id!r}", f"product_ids[{k}]",
                                 f"product {pid!r} is not in the catalog")
-        for kind, records, key in (("triplet", self.triplets, "triplet_id"), ("outfit", self.outfits, "outfit_id")):
+        for question in self.fitb:
+            for name in ("product_ids", "candidates"):
+                for k, pid in enumerate(getattr(question, name)):
+                    if pid not in ids:
+                        self.reject(f"fitb question {question.question_id!r}", f"{name}[{k}]",
+                                    f"product {pid!r} is not in the catalog")
+        for outfit in self.compatibility:
+            for k, pid in enumerate(outfit.product_ids):
+                if pid not in ids:
+                    self.reject(f"compatibility outfit {outfit.outfit_id!r}", f"product_ids[{k}]",
+                                f"product {pid!r} is not in the catalog")
+        for kind, records, key in (("triplet", self.triplets, "triplet_id"), ("outfit", self.outfits, "outfit_id"),
+                                   ("fitb question", self.fitb, "question_id"),
+                                   ("compatibility outfit", self.compatibility, "outfit_id")):
             seen_ids: set[str] = set()
             for r in records:
                 rid = getattr(r, key)
@@ -260,6 +308,11 @@ class CatalogWriter:
                      self.staging / TABLE_FILES["triplets"])
         _write_table([o.model_dump(mode="json") for o in self.outfits], OUTFITS_SCHEMA,
                      self.staging / TABLE_FILES["outfits"])
+        optional = {"fitb": self.fitb, "compatibility": self.compatibility}
+        for name, records in optional.items():
+            if records:
+                _write_table([r.model_dump(mode="json") for r in records], OPTIONAL_SCHEMAS[name],
+                             self.staging / OPTIONAL_TABLE_FILES[name])
         (self.staging / "schema.json").write_text(_json_dump(self.schema.model_dump(mode="json")))
         manifest = {
             "format_version": CATALOG_FORMAT_VERSION,
@@ -270,6 +323,7 @@ class CatalogWriter:
                 "triplets": len(self.triplets),
                 "outfits": len(self.outfits),
                 "by_split": {s: sum(p.split == s for p in self.products) for s in ("train", "val", "test")},
+                **{name: len(records) for name, records in optional.items() if records},
             },
             **(extra_manifest or {}),
         }
@@ -324,6 +378,14 @@ class Catalog:
         for row in self.tables["outfits"].to_pylist():
             yield Outfit.model_validate(row)
 
+    def iter_fitb(self) -> Iterator[FitbQuestion]:
+        for row in self.tables["fitb"].to_pylist():
+            yield FitbQuestion.model_validate(row)
+
+    def iter_compatibility(self) -> Iterator[CompatibilityOutfit]:
+        for row in self.tables["compatibility"].to_pylist():
+            yield CompatibilityOutfit.model_validate(row)
+
 
 class CatalogNotFound(FileNotFoundError):
     pass
@@ -341,4 +403,6 @@ def read_catalog(root: Path | str) -> Catalog:
                                         f"expected {CATALOG_FORMAT_VERSION}, got {manifest.get('format_version')!r}")])
     schema = AttributeSchema.model_validate_json((root / "schema.json").read_text())
     tables = {name: pq.read_table(root / fname) for name, fname in TABLE_FILES.items()}
+    for name, fname in OPTIONAL_TABLE_FILES.items():
+        tables[name] = pq.read_table(root / fname) if (root / fname).exists() else OPTIONAL_SCHEMAS[name].empty_table()
     return Catalog(root=root, schema=schema, manifest=manifest, tables=tables)

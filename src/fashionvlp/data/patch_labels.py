@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 
 
 @dataclass

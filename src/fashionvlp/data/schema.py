@@ -7,6 +7,8 @@ A catalog is one directory:
     products.parquet    one row per Product
     triplets.parquet    FashionIQ-style (reference, captions, target) rows
     outfits.parquet     outfits as lists of product ids
+    fitb.parquet        (optional) Polyvore fill-in-the-blank questions as released
+    compatibility.parquet  (optional) Polyvore outfit-compatibility items as released
     images/<xx>/<product_id>_<k>_<view>.jpg
 
 The schema is shaped for what later stages need: ``surface_index`` drives attribute-word detection in
@@ -81,6 +83,33 @@ class Triplet(Record):
 class Outfit(Record):
     outfit_id: str = Field(min_length=1)
     product_ids: tuple[str, ...] = Field(min_length=2)
+    split: Split
+
+
+class FitbQuestion(Record):
+    """Polyvore's fill-in-the-blank question as released: an outfit's other items, candidates for its blank
+    (one of them the outfit's own item, ``answer``), scored by accuracy."""
+
+    question_id: str = Field(min_length=1)
+    product_ids: tuple[str, ...] = Field(min_length=1)
+    candidates: tuple[str, ...] = Field(min_length=2)
+    answer: int = Field(ge=0)
+    split: Split
+
+    @model_validator(mode="after")
+    def _answer_is_a_candidate(self) -> "FitbQuestion":
+        if self.answer >= len(self.candidates):
+            raise ValueError(f"answer {self.answer} is not one of the {len(self.candidates)} candidates")
+        return self
+
+
+class CompatibilityOutfit(Record):
+    """Polyvore's outfit-compatibility item as released: a real outfit (compatible) or one made of items
+    drawn from other outfits (not), scored by AUC."""
+
+    outfit_id: str = Field(min_length=1)
+    product_ids: tuple[str, ...] = Field(min_length=2)
+    compatible: bool
     split: Split
 
 

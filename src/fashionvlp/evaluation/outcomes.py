@@ -112,8 +112,43 @@ def weighted_recall_at_precision(correct: np.ndarray, confidence: np.ndarray, we
     return np.where(ok, recall, 0.0).max(axis=1)
 
 
-KINDS = {cls.kind: cls for cls in (MeanOutcome, RecallAtPrecisionOutcome)}
-Outcome = MeanOutcome | RecallAtPrecisionOutcome
+@dataclass(frozen=True)
+class AucOutcome:
+    """ROC AUC (percent) of per-unit scores against binary labels: the weighted share of (positive, negative)
+    unit pairs the scores order right, ties counting half (Polyvore's outfit-compatibility metric)."""
+
+    units: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray          # 1 positive, 0 negative
+    strata: np.ndarray = field(default=None)
+    kind = "auc"
+
+    def __post_init__(self):
+        _default_strata(self)
+
+    def statistic(self, weights: np.ndarray) -> np.ndarray:
+        from scipy.sparse import csr_matrix
+
+        levels, level_of = np.unique(self.scores, return_inverse=True)
+        positive = self.labels.astype(bool)
+
+        def per_level(member):
+            """[B, score levels]: the weight of ``member`` units at each distinct score."""
+            count = int(member.sum())
+            onehot = csr_matrix((np.ones(count), (np.arange(count), level_of[member])), shape=(count, len(levels)))
+            return np.asarray(onehot.T @ weights[:, member].T).T
+
+        pos, neg = per_level(positive), per_level(~positive)
+        below = np.cumsum(neg, axis=1) - neg
+        ordered = (pos * (below + 0.5 * neg)).sum(axis=1)
+        return 100.0 * ordered / np.maximum(pos.sum(axis=1) * neg.sum(axis=1), 1e-12)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"scores": self.scores, "labels": self.labels}
+
+
+KINDS = {cls.kind: cls for cls in (MeanOutcome, RecallAtPrecisionOutcome, AucOutcome)}
+Outcome = MeanOutcome | RecallAtPrecisionOutcome | AucOutcome
 
 
 def write_outcomes(path: Path, outcomes: dict[str, Outcome], fingerprint: dict) -> Path:

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fashionvlp.errors import ProtocolError  # noqa: F401 (raised here, importable from here)
 from fashionvlp.evaluation.metrics import hits_at_k
 
 KS = (1, 5, 10)
-
-
-class ProtocolError(ValueError):
-    """The data cannot meet a protocol (e.g. a subcategory with fewer than 1 + negatives items)."""
 
 
 @dataclass(frozen=True)

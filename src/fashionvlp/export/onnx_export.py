@@ -13,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fashionvlp.errors import ParityError  # noqa: F401 (raised here, importable from here)
+
 # input name → {axis: dimension name}
 DYNAMIC_AXES = {"pixels": {0: "batch"}, "input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"}}
-
-
-class ParityError(ValueError):
-    """ONNX Runtime's outputs differ from PyTorch's by more than the tolerance."""
 
 
 def export_graph(graph: torch.nn.Module, example: dict[str, torch.Tensor], path: Path) -> Path:

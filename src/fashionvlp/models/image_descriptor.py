@@ -22,7 +22,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, ModelInputError, Normalization
+from fashionvlp.errors import ModelInputError
+from fashionvlp.models.image_encoders import IMAGENET_MEAN, IMAGENET_STD, Normalization
 
 EFFICIENTNET_LITE0_S16 = "efficientnet_lite0_s16"
 # The same, plus the stride-16 map average-pooled to a 4 × 4 grid and flattened: where a neckline, a toe or

@@ -14,14 +14,11 @@ import torch
 from torch import nn
 
 from fashionvlp.config import ImageEncoderConfig
+from fashionvlp.errors import ModelInputError  # noqa: F401 (raised here, importable from here)
 from fashionvlp.models import timm_variants  # noqa: F401  (registers the micro ViTs with timm)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class ModelInputError(ValueError):
-    """A model input (checkpoint, tokenizer, patch labels) is missing or does not fit; raised before training."""
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class VisionLanguageModel(nn.Module, abc.ABC):
         """Multimodal features of a text grounded in an image."""
 
     def decode(self, image: ImageFeatures, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        from fashionvlp.models.image_encoders import ModelInputError
+        from fashionvlp.errors import ModelInputError
 
         raise ModelInputError(f"the {self.arch} architecture has no text decoder (capabilities: "
                               f"{', '.join(sorted(self.capabilities)) or 'none'})")

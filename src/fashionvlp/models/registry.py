@@ -8,7 +8,8 @@ from pathlib import Path
 
 from fashionvlp.config import ModelConfig
 from fashionvlp.models.image_descriptor import build_image_descriptor
-from fashionvlp.models.image_encoders import ModelInputError, build_image_encoder
+from fashionvlp.errors import ModelInputError
+from fashionvlp.models.image_encoders import build_image_encoder
 
 ARCHITECTURES: dict[str, type] = {}
 MODEL_FILE, WEIGHTS_FILE, TOKENIZER_DIR = "model.json", "model.safetensors", "tokenizer"

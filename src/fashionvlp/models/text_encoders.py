@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerBase
 
 from fashionvlp.config import TextEncoderConfig
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

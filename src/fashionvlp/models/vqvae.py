@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 
 
 class ResBlock(nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.models.interface import masked_max, masked_mean
 
 OBJECTIVES: dict[str, Callable[..., "Objective"]] = {}

@@ -24,6 +24,15 @@ def synth(params: Params, out: Path | None = None) -> Path:
     return synthesize(params.data.synth, out or params.catalog_dir, image_limits(params))
 
 
+def import_table(params: Params, table: Path, images: Path, mapping: Path, taxonomy: Path, out: Path | None = None,
+                 max_reject: int = 0, report: Path | None = None) -> Path:
+    """A shop's product table, images, column mapping and taxonomy → catalog (``data/catalog_import.py``)."""
+    from fashionvlp.data.catalog_import import import_catalog, load_mapping, load_taxonomy
+
+    return import_catalog(table, images, load_mapping(mapping), load_taxonomy(taxonomy), out or params.catalog_dir,
+                          image_limits(params), max_reject, report)
+
+
 def validation_dir(params: Params) -> Path:
     return params.derived_dir / "validation"
 

@@ -22,7 +22,7 @@ def task_heads(params: Params, task, model, model_dir: Path, catalog):
     """The task's objectives with the weights saved beside a fine-tuned model (None if they have none)."""
     from safetensors.torch import load_file
 
-    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.errors import ModelInputError
     from fashionvlp.objectives.base import build_objectives
     from fashionvlp.stages.pretrain import objective_context
 

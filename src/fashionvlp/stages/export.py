@@ -66,8 +66,9 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
     from fashionvlp.data.pretrain_dataset import attribute_vocabulary, label_maps
     from fashionvlp.evaluation.outcomes import BUNDLE_DIR, outcomes_path
     from fashionvlp.export.graphs import AttributeGraph, CategoryGraph, ImageGraph, TextGraph
-    from fashionvlp.export.onnx_export import ParityError, export_graph, parity
-    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.errors import ParityError
+    from fashionvlp.export.onnx_export import export_graph, parity
+    from fashionvlp.errors import ModelInputError
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.stages.evaluate import task_heads
     from fashionvlp.tasks.attributes import THRESHOLDS_FILE

@@ -33,6 +33,22 @@ def task_fits_arch(task_name: str, arch: str) -> bool:
     return get_task(task_name).requires <= _architecture(arch).capabilities
 
 
+def missing_catalog_data(task_name: str, catalog: Path, splits: tuple[str, ...]) -> str | None:
+    """Why ``catalog`` cannot train and evaluate the task (a table it needs is empty in one of ``splits``),
+    or None. A shop's own catalog has products but often no FashionIQ triplets or outfits."""
+    import pyarrow.compute as pc
+
+    from fashionvlp.data.catalog_io import read_catalog
+    from fashionvlp.tasks.base import get_task
+
+    tables = read_catalog(catalog).tables
+    for name in get_task(task_name).catalog_tables:
+        empty = [s for s in splits if pc.sum(pc.equal(tables[name]["split"], s)).as_py() in (None, 0)]
+        if empty:
+            return f"no {name} in the {' and '.join(empty)} split{'s' if len(empty) > 1 else ''}"
+    return None
+
+
 def _fingerprint(params: Params, task: str, init_from: Path) -> str:
     from fashionvlp.stages.pretrain import config_fingerprint
 
@@ -58,7 +74,7 @@ def finetune(params: Params, task: str, init_from: Path, catalog: Path | None = 
     from accelerate import PartialState
 
     from fashionvlp.data.pretrain_dataset import EpochSampler
-    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.errors import ModelInputError
     from fashionvlp.stages.pretrain import prepare
     from fashionvlp.tasks.base import TaskData, get_task
     from fashionvlp.tracking.mlflow_tracking import maybe_run

@@ -114,7 +114,7 @@ def prepare(params: Params, catalog: Path | None = None, patch_labels: Path | No
     from fashionvlp.data.patch_labels import read_patch_labels
     from fashionvlp.data.pretrain_dataset import (EpochSampler, GroupedEpochSampler, ImageTransform, PretrainCollator,
                                                  PretrainDataset)
-    from fashionvlp.models.image_encoders import ModelInputError
+    from fashionvlp.errors import ModelInputError
     from fashionvlp.models.image_descriptor import build_image_descriptor
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.objectives import OBJECTIVES

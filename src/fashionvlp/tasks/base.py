@@ -16,7 +16,7 @@ from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import Catalog
 from fashionvlp.data.pretrain_dataset import ImageTransform
 from fashionvlp.data.schema import Product
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class DownstreamTask:
     training_data: Callable[[TaskData], tuple[object, Callable]] | None = None
     # files the evaluation writes that serving needs: copied next to the fine-tuned weights
     serving_files: tuple[str, ...] = ()
+    # catalog tables beyond the products it trains and is evaluated on (a catalog without them skips the task)
+    catalog_tables: tuple[str, ...] = ()
 
     @property
     def requires(self) -> frozenset[str]:

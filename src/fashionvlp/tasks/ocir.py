@@ -23,7 +23,7 @@ from fashionvlp.data.pretrain_dataset import label_maps
 from fashionvlp.data.schema import Outfit, Product
 from fashionvlp.evaluation.embed import product_batches
 from fashionvlp.evaluation.metrics import hits_at_k
-from fashionvlp.evaluation.outcomes import MeanOutcome
+from fashionvlp.evaluation.outcomes import AucOutcome, MeanOutcome
 from fashionvlp.models.interface import masked_mean
 from fashionvlp.objectives.base import Objective, info_nce, register_objective
 from fashionvlp.tasks.base import (DownstreamTask, ProductRowsDataset, TaskData, TaskEvaluation, check_references,
@@ -126,6 +126,68 @@ def training_data(data: TaskData):
     return OutfitDataset(data, outfits, products), OutfitCollator()
 
 
+def _pair_scores(head, encoded: np.ndarray, pairs: list[tuple[list[int], int, int]]) -> np.ndarray:
+    """Cosine of each (items' rows, candidate's category, candidate's row) query with its candidate."""
+    scores = []
+    for start in range(0, len(pairs), 256):
+        chunk = pairs[start:start + 256]
+        width = max(len(items) for items, _, _ in chunk)
+        items = np.zeros((len(chunk), width, encoded.shape[1]), dtype=encoded.dtype)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, (rows, _, _) in enumerate(chunk):
+            items[row, :len(rows)], mask[row, :len(rows)] = encoded[rows], 1
+        query = head.query_from_items(torch.from_numpy(items), mask, torch.tensor([c for _, c, _ in chunk]))
+        query = torch.nn.functional.normalize(query.float(), dim=-1).numpy()
+        key = encoded[[candidate for _, _, candidate in chunk]]
+        scores.append((query * (key / np.linalg.norm(key, axis=1, keepdims=True))).sum(1))
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def released_benchmarks(ev: TaskEvaluation, head, products: dict[str, Product]) -> tuple[dict, dict]:
+    """Polyvore's own test protocols where the catalog keeps them for the split: fill-in-the-blank accuracy
+    (the candidate whose query from the question's items scores highest) and outfit-compatibility AUC (an
+    outfit's score is the mean, over its items, of the item against the query from the others)."""
+    questions = [q for q in ev.catalog.iter_fitb() if q.split == ev.split]
+    compatibility = [o for o in ev.catalog.iter_compatibility() if o.split == ev.split]
+    if not questions and not compatibility:
+        return {}, {}
+    categories = label_maps(ev.catalog.schema)["category"]
+    needed = sorted({i for q in questions for i in (*q.product_ids, *q.candidates)}
+                    | {i for o in compatibility for i in o.product_ids})
+    row_of = {product_id: row for row, product_id in enumerate(needed)}
+    encoded = np.concatenate([head.item_embedding(ev.model, pixels).float().numpy() for _, pixels, _ in
+                              product_batches(ev.model, ev.catalog, [products[i] for i in needed], ev.image_size, 0,
+                                              with_text=False)])
+    category_of = {i: categories[products[i].category] for i in needed}
+    result, outcomes = {}, {}
+    if questions:
+        pairs = [([row_of[i] for i in q.product_ids], category_of[c], row_of[c]) for q in questions for c in q.candidates]
+        scores, start, right = _pair_scores(head, encoded, pairs), 0, []
+        for q in questions:
+            right.append(float(np.argmax(scores[start:start + len(q.candidates)]) == q.answer) * 100)
+            start += len(q.candidates)
+        outcomes["FITB"] = MeanOutcome.rows([q.question_id for q in questions], right)
+        chance = float(np.mean([100.0 / len(q.candidates) for q in questions]))
+        result["fitb"] = {"accuracy": float(np.mean(right)), "questions": len(questions), "chance": chance,
+                          "protocol": "Polyvore fill-in-the-blank as released: the candidate scoring highest against "
+                                      "the query from the question's items; accuracy"}
+    if compatibility:
+        pairs = [([row_of[j] for j in o.product_ids if j != i] or [row_of[i]], category_of[i], row_of[i])
+                 for o in compatibility for i in o.product_ids]
+        scores, start, outfit_scores = _pair_scores(head, encoded, pairs), 0, []
+        for o in compatibility:
+            outfit_scores.append(float(scores[start:start + len(o.product_ids)].mean()))
+            start += len(o.product_ids)
+        labels = np.array([o.compatible for o in compatibility], dtype=np.int64)
+        outcomes["COMPAT_AUC"] = AucOutcome(np.array([o.outfit_id for o in compatibility]),
+                                            np.array(outfit_scores), labels)
+        result["compatibility"] = {"auc": float(outcomes["COMPAT_AUC"].statistic(np.ones((1, len(labels))))[0]),
+                                   "outfits": len(compatibility), "compatible": int(labels.sum()), "chance": 50.0,
+                                   "protocol": "Polyvore outfit compatibility as released: an outfit scores the "
+                                               "mean over its items of item vs the query from the others; ROC AUC ×100"}
+    return result, outcomes
+
+
 @torch.no_grad()
 def evaluate(ev: TaskEvaluation) -> dict:
     model, head = ev.model, ev.heads["ocir"]
@@ -191,14 +253,19 @@ def evaluate(ev: TaskEvaluation) -> dict:
     balanced = {f"R@{k}": float(np.mean([c[f"R@{k}"] for c in per_category.values()])) for k in KS}
     total = sum(c["queries"] for c in per_category.values())
     overall = {f"R@{k}": float(sum(c[f"R@{k}"] * c["queries"] for c in per_category.values()) / total) for k in KS}
+    released, released_outcomes = released_benchmarks(ev, head, products)
     return {"outfits": len(outfits), "categories": per_category, "balanced": balanced, "all_queries": overall,
+            **({"polyvore": released} if released else {}),
             # one unit per outfit query, stratified by the blank's category (the headline is balanced)
-            "outcomes": {"OCIR": MeanOutcome.rows(units, np.concatenate(values), strata)},
+            "outcomes": {"OCIR": MeanOutcome.rows(units, np.concatenate(values), strata), **released_outcomes},
             "protocol": "one seeded blank per outfit; candidates = evaluation-split products of the blank's category; "
                         "R@K averaged per category, then over categories (balanced); ties rank above the blank"}
 
 
 register_task(DownstreamTask(
-    name="ocir", description="outfit complementary-item retrieval, R@10/30/50 category-balanced",
+    name="ocir", catalog_tables=("outfits",), description="outfit complementary-item retrieval, R@10/30/50 category-balanced",
     objectives={"ocir": 1.0}, evaluate=evaluate, training_data=training_data,
-    headline=lambda m: {"OCIR": float(np.mean(list(m["balanced"].values())))}))
+    headline=lambda m: {"OCIR": float(np.mean(list(m["balanced"].values()))),
+                        **({"FITB": m["polyvore"]["fitb"]["accuracy"]} if "fitb" in m.get("polyvore", {}) else {}),
+                        **({"COMPAT_AUC": m["polyvore"]["compatibility"]["auc"]}
+                           if "compatibility" in m.get("polyvore", {}) else {})}))

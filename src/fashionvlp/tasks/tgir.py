@@ -162,6 +162,6 @@ def _outcome(hits: list) -> MeanOutcome:
 
 
 register_task(DownstreamTask(
-    name="tgir", description="text-guided image retrieval (FashionIQ layout), R@10/R@50 per group and mean",
+    name="tgir", catalog_tables=("triplets",), description="text-guided image retrieval (FashionIQ layout), R@10/R@50 per group and mean",
     objectives={"tgir": 1.0}, evaluate=evaluate, training_data=training_data,
     headline=lambda m: {"TGIR": m["mean"]["mean"]}))

@@ -20,7 +20,7 @@ from fashionvlp.evaluation.metrics import recall_at_k
 from fashionvlp.evaluation.outcomes import MeanOutcome
 from fashionvlp.evaluation.retrieval import (PaperProtocol, cosine_scores, full_gallery_hits, full_gallery_label,
                                             paper_galleries, paper_hits, summarize_hits)
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
 CURVE_KS = (1, 2, 3, 5, 10, 20, 50, 100)

@@ -16,7 +16,7 @@ import mlflow.pyfunc
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from fashionvlp.models.image_encoders import ModelInputError
+from fashionvlp.errors import ModelInputError
 
 CHALLENGER, CHAMPION, PRODUCTION = "challenger", "champion", "production"
 HISTORY_TAG = "production.history"

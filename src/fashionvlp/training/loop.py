@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from fashionvlp.config import PretrainConfig
 from fashionvlp.env import fix_threads
+from fashionvlp.progress import progress_bar
 
 log = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -141,8 +141,7 @@ def train(suite, dataset, sampler, collate, cfg: PretrainConfig, out: Path, trac
     window: dict[str, list[float]] = defaultdict(list)
     window_start, window_samples = time.perf_counter(), 0
     target = cfg.steps if stop_after is None else min(cfg.steps, state.step + stop_after)
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=label, disable=not accelerator.is_local_main_process,
-               dynamic_ncols=True)
+    bar = progress_bar(cfg.steps, label, initial=state.step, disable=not accelerator.is_local_main_process)
     base_sampler = sampler
     while state.step < target:
         base_sampler.set_epoch(state.epoch)

@@ -1,8 +1,17 @@
 """Polyvore Outfits → catalog: outfit items become products, outfits are kept for OCIR.
 
-Layout: ``polyvore_item_metadata.json`` (item id → title, description, url_name, category_id,
-semantic_category), ``categories.csv`` (id, fine-grained name, semantic category), ``images/{id}.jpg``,
-and ``{variant}/{train,valid,test}.json`` (lists of {set_id, items: [{item_id, index}]}).
+Layout as released (``polyvore_outfits/``): ``polyvore_item_metadata.json`` (item id → title, description,
+url_name, category_id, semantic_category), ``categories.csv`` (id, fine-grained name, semantic category),
+``images/{id}.jpg``, and per variant (``disjoint``, ``nondisjoint``) ``{variant}/{train,valid,test}.json``
+(lists of {set_id, items: [{item_id, index}]}), ``{variant}/fill_in_blank_{split}.json`` (lists of
+{question, answers, blank_position}, items named ``{set_id}_{index}``) and ``{variant}/compatibility_{split}.txt``
+(lines ``label set_index set_index …``).
+
+An item is one product wherever it appears (the nondisjoint variant shares items between splits' outfits;
+a product takes the split of the first outfit file that names it). The fill-in-the-blank questions and the
+compatibility outfits are kept as released (``fitb.parquet``, ``compatibility.parquet``), so OCIR evaluation
+reports the standard Polyvore metrics on them: FITB accuracy (the answer is the candidate from the question's
+own outfit) and compatibility AUC.
 """
 
 from __future__ import annotations
@@ -15,6 +24,58 @@ from fashionvlp.data.catalog_io import CatalogError, CatalogWriter, ImageLimits,
 from fashionvlp.data.converters.common import mine_attributes, schema_for
 
 SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}
+RELEASE_SPLIT = {"train": "train", "val": "valid", "test": "test"}
+
+
+def _load(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CatalogError([RecordError(str(path), "<file>", f"not valid JSON: {exc}")], context="Polyvore") from exc
+
+
+def _benchmarks(writer: CatalogWriter, folder: Path, split: str, slots: dict[str, str]) -> None:
+    """The split's fill-in-the-blank questions and compatibility outfits, items resolved through ``slots``
+    (``{set_id}_{index}`` → item id, from that split's outfit file)."""
+    name = RELEASE_SPLIT[split]
+    fitb = folder / f"fill_in_blank_{name}.json"
+    if fitb.exists():
+        for k, entry in enumerate(_load(fitb)):
+            rec = f"{fitb.name}[{k}]"
+            missing = [f for f in ("question", "answers") if not isinstance(entry, dict) or f not in entry]
+            if missing:
+                writer.reject(rec, missing[0], "field is missing")
+                continue
+            unknown = [(f, i, slot) for f in ("question", "answers") for i, slot in enumerate(entry[f])
+                       if str(slot) not in slots]
+            if unknown:
+                field_name, i, slot = unknown[0]
+                writer.reject(rec, f"{field_name}[{i}]", f"{slot!r} is not an item of {name}.json's outfits")
+                continue
+            own_set = {str(slot).rsplit("_", 1)[0] for slot in entry["question"]}
+            answers = [k2 for k2, slot in enumerate(entry["answers"]) if str(slot).rsplit("_", 1)[0] in own_set]
+            if len(answers) != 1:
+                writer.reject(rec, "answers", f"{len(answers)} candidates come from the question's outfit, expected 1")
+                continue
+            writer.add_fitb_question(rec, question_id=f"{name}.{k}", product_ids=tuple(slots[str(x)] for x in entry["question"]),
+                                     candidates=tuple(slots[str(x)] for x in entry["answers"]), answer=answers[0],
+                                     split=split)
+    compatibility = folder / f"compatibility_{name}.txt"
+    if compatibility.exists():
+        for k, line in enumerate(compatibility.read_text().splitlines()):
+            rec = f"{compatibility.name} line {k + 1}"
+            fields = line.split()
+            if not fields:
+                continue
+            if fields[0] not in ("0", "1"):
+                writer.reject(rec, "label", f"expected 0 or 1, got {fields[0]!r}")
+                continue
+            unknown = [slot for slot in fields[1:] if slot not in slots]
+            if unknown:
+                writer.reject(rec, "items", f"{unknown[0]!r} is not an item of {name}.json's outfits")
+                continue
+            writer.add_compatibility(rec, outfit_id=f"{name}.{k + 1}", product_ids=tuple(slots[x] for x in fields[1:]),
+                                     compatible=fields[0] == "1", split=split)
 
 
 def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
@@ -23,7 +84,7 @@ def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
     meta_path = root / "polyvore_item_metadata.json"
     if not meta_path.exists():
         raise CatalogError([RecordError(str(meta_path), "<file>", "file not found")], context="Polyvore")
-    metadata = json.loads(meta_path.read_text())
+    metadata = _load(meta_path)
     fine_names = {}
     cat_csv = root / "categories.csv"
     if cat_csv.exists():
@@ -33,16 +94,27 @@ def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
                     fine_names[row[0].strip()] = row[1].strip()
     outfits = []
     item_split: dict[str, str] = {}
+    slots: dict[str, dict[str, str]] = {}     # split → {set_id}_{index} → item id
+    bad: list[RecordError] = []
     for split, name in SPLIT_FILES.items():
         path = root / variant / name
         if not path.exists():
             continue
-        for k, outfit in enumerate(json.loads(path.read_text())):
-            items = sorted(outfit.get("items", []), key=lambda it: it.get("index", 0))
+        for k, outfit in enumerate(_load(path)):
+            items = outfit.get("items") if isinstance(outfit, dict) else None
+            if not isinstance(items, list) or not all(isinstance(it, dict) and "item_id" in it for it in items):
+                bad.append(RecordError(f"{path.name}[{k}]", "items", "expected a list of {item_id, index} objects"))
+                continue
+            items = sorted(items, key=lambda it: it.get("index", 0))
             ids = [str(it["item_id"]) for it in items]
-            outfits.append((f"{path.name}[{k}]", str(outfit.get("set_id", f"{split}-{k}")), ids, split))
+            set_id = str(outfit.get("set_id", f"{split}-{k}"))
+            outfits.append((f"{path.name}[{k}]", set_id, ids, split))
+            for it in items:
+                slots.setdefault(split, {})[f"{set_id}_{it.get('index', 0)}"] = str(it["item_id"])
             for item in ids:
                 item_split.setdefault(item, split)
+    if bad:
+        raise CatalogError(bad, context="Polyvore")
     if not outfits:
         raise CatalogError([RecordError(str(root / variant), "<dir>", "no train/valid/test.json outfit files")],
                            context="Polyvore")
@@ -73,4 +145,6 @@ def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
                                images=(view,) if view else (), split=split)
         for rec, set_id, ids, split in outfits:
             writer.add_outfit(rec, outfit_id=set_id, product_ids=tuple(ids), split=split)
+        for split in SPLIT_FILES:
+            _benchmarks(writer, root / variant, split, slots.get(split, {}))
         return writer.commit({"converted_from": str(root), "variant": variant})
