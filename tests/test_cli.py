@@ -44,3 +44,21 @@ def test_paper_presets_resolve_and_ask_for_local_weights(tiny_catalog, tmp_path)
     assert res.exit_code == 1
     assert "vit_base_patch16_224.pth does not exist" in res.output
     assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_data_validate_prints_its_summary_without_library_info_lines(tiny_catalog, tmp_path):
+    # Great Expectations pins INFO on some of its loggers; without -v only this project's lines show.
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    cmd = [sys.executable, "-m", "fashionvlp.cli", "data", "validate", "--catalog", str(tiny_catalog),
+           "--report-dir", str(tmp_path / "report"), "--params", str(REPO / "params.yaml")]
+    quiet = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = (quiet.stdout + quiet.stderr).strip().splitlines()
+    assert lines == [line for line in lines if "great_expectations" not in line] and len(lines) <= 3, lines
+    assert lines[-1].startswith("catalog valid:")
+    verbose = subprocess.run([*cmd[:3], "-v", *cmd[3:]], capture_output=True, text=True, cwd=REPO)
+    assert "great_expectations" in verbose.stderr

@@ -135,6 +135,8 @@ def _run_gx(frames: dict[str, pd.DataFrame], suites: dict[str, tuple[list[str], 
             max_rows: int) -> list[dict[str, Any]]:
     import great_expectations as gx
 
+    _follow_our_log_level("great_expectations")
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False}
     source = context.data_sources.add_pandas("catalog")
@@ -219,3 +221,11 @@ def summarize(result: ValidationResult, limit: int = 8) -> str:
         ids = "; ".join(", ".join(f"{k}={v}" for k, v in row.items()) for row in f["rows"][:3])
         lines.append(f"  - {f['table']}.{f['column']}: {f['expectation']} — {f['unexpected_count']} row(s), e.g. {ids}")
     return "\n".join(lines)
+
+
+def _follow_our_log_level(package: str) -> None:
+    """A library that pins INFO on its own loggers (GE does on several) prints through a WARNING root: set to
+    NOTSET they follow the root's level, so their INFO shows with -v only."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith(package) and isinstance(logger, logging.Logger) and logger.level == logging.INFO:
+            logger.setLevel(logging.NOTSET)
