@@ -159,7 +159,7 @@ def test_keyed_features_beyond_the_cap_are_computed_each_time(monkeypatch):
 def test_the_grid_prior_adds_the_frozen_map_to_every_patch_token_and_keeps_it_per_key():
     from fashionvlp.config import ImageEncoderConfig
     from fashionvlp.errors import ModelInputError
-from fashionvlp.models.image_encoders import build_image_encoder
+    from fashionvlp.models.image_encoders import build_image_encoder
 
     config = ImageEncoderConfig(name="vit_micro_patch8", image_size=64, prior=EFFICIENTNET_LITE0_S16)
     encoder = build_image_encoder(config)
