@@ -215,15 +215,13 @@ def retrain(parameters: RetrainParameters = RetrainParameters()) -> dict:
         tracking.log_metrics(run_id, {f"pretrain.{name}.last": row["last"]
                                       for name, row in pretrained["summary"]["losses"].items()})
         tasks = [t for t in params.finetune.tasks if finetune_stage.task_fits_arch(t, params.model.arch)]
-        skipped = sorted(set(params.finetune.tasks) - set(tasks))
-        if skipped:
-            logger.info("skipped (the %s architecture cannot run them): %s", params.model.arch, ", ".join(skipped))
-        lacking_data = {t: why for t in tasks if (why := finetune_stage.missing_catalog_data(
+        skipped = {t: f"the {params.model.arch} architecture cannot run it"
+                   for t in params.finetune.tasks if t not in tasks}
+        skipped |= {t: f"the catalog has {why}" for t in tasks if (why := finetune_stage.missing_catalog_data(
             t, Path(version["catalog"]), ("train", params.evaluation.split)))}
-        for name, why in lacking_data.items():
-            logger.warning("skipped %s: the catalog has %s", name, why)
-        tasks = [t for t in tasks if t not in lacking_data]
-        skipped = sorted([*skipped, *lacking_data])
+        for name, why in skipped.items():
+            logger.warning("skipped %s: %s", name, why)
+        tasks = [t for t in tasks if t not in skipped]
         runner = ProcessPoolTaskRunner(max_workers=params.finetune.workers)
         outcomes = downstream.with_options(task_runner=runner)(parameters, pretrained["model_dir"],
                                                                version["catalog"], run_id, tasks)
@@ -290,7 +288,8 @@ def report(out: dict) -> None:
         m = outcome["metrics"]
         print(f"  {label:<22} " + format_headline(m) + f"   ({m['split']} split)")
     if out["skipped"]:
-        print(f"  skipped (architecture lacks them): {', '.join(out['skipped'])}")
+        for name, why in out["skipped"].items():
+            print(f"  {name:<22} skipped: {why}")
     for label, outcome in out["downstream"].items():
         print(f"-- {label}")
         print("\n".join(format_result(outcome["metrics"])))
