@@ -1,7 +1,12 @@
-"""What the converters share: a schema built from the categories a dataset has, and attribute mining."""
+"""What the converters share: a schema built from the categories a dataset has, attribute mining, and reading
+a release's JSON files."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from fashionvlp.data.catalog_io import CatalogError, RecordError
 from fashionvlp.data.schema import AttributeSchema, CategoryDef, load_knowledge_base
 
 # A category the knowledge base does not know still gets the attributes every product has.
@@ -26,3 +31,11 @@ def mine_attributes(schema: AttributeSchema, category: str, *texts: str) -> dict
         for mention in schema.find_mentions(text or "", category):
             found.setdefault(mention.attribute, mention.value)
     return found
+
+
+def load_json(path: Path, dataset: str):
+    """A release's JSON file; one that does not parse is an error naming it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise CatalogError([RecordError(str(path), "<file>", f"not valid JSON: {exc}")], context=dataset) from exc

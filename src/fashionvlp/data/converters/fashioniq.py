@@ -14,11 +14,10 @@ missing is left out (with the triplets that name it) and listed in ``missing_ima
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fashionvlp.data.catalog_io import CatalogError, CatalogWriter, ImageLimits, RecordError
-from fashionvlp.data.converters.common import mine_attributes, schema_for
+from fashionvlp.data.converters.common import load_json, mine_attributes, schema_for
 
 GROUPS = {"dress": ("DRESSES", "dresses", "dress"), "shirt": ("SHIRTS", "shirts", "shirt"),
           "toptee": ("TOPS", "tops & tees", "top")}
@@ -27,13 +26,6 @@ SPLITS = {"train": "train", "val": "test"}
 RELEASE_SPLITS = ("train", "val", "test")
 MISSING_REPORT = "missing_images.txt"
 MAX_MISSING = 0.15
-
-
-def _load(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CatalogError([RecordError(str(path), "<file>", f"not valid JSON: {exc}")], context="FashionIQ") from exc
 
 
 def _find_image(root: Path, asin: str) -> Path | None:
@@ -57,19 +49,19 @@ def convert_fashioniq(root: Path, out: Path, limits: ImageLimits = ImageLimits()
             split = SPLITS.get(release_split)
             split_file = root / "image_splits" / f"split.{group}.{release_split}.json"
             if split_file.exists():
-                for asin in _load(split_file):
+                for asin in load_json(split_file, "FashionIQ"):
                     if split is None:
                         left_out["test_images"] += 1
                     else:
                         products.setdefault(str(asin), (group, split))
             tag_file = root / "tags" / f"asin2attr.{group}.{release_split}.json"
             if tag_file.exists():
-                for asin, phrases in _load(tag_file).items():
+                for asin, phrases in load_json(tag_file, "FashionIQ").items():
                     flat = [w for p in phrases for w in (p if isinstance(p, list) else [p]) if w]
                     tags[str(asin)] = [str(w) for w in flat]
             cap_file = root / "captions" / f"cap.{group}.{release_split}.json"
             if cap_file.exists():
-                for k, entry in enumerate(_load(cap_file)):
+                for k, entry in enumerate(load_json(cap_file, "FashionIQ")):
                     if isinstance(entry, dict) and "target" not in entry:
                         counts = left_out["captions_without_target"]
                         counts[cap_file.name] = counts.get(cap_file.name, 0) + 1

@@ -17,21 +17,13 @@ own outfit) and compatibility AUC.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 from fashionvlp.data.catalog_io import CatalogError, CatalogWriter, ImageLimits, RecordError
-from fashionvlp.data.converters.common import mine_attributes, schema_for
+from fashionvlp.data.converters.common import load_json, mine_attributes, schema_for
 
 SPLIT_FILES = {"train": "train.json", "val": "valid.json", "test": "test.json"}
 RELEASE_SPLIT = {"train": "train", "val": "valid", "test": "test"}
-
-
-def _load(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CatalogError([RecordError(str(path), "<file>", f"not valid JSON: {exc}")], context="Polyvore") from exc
 
 
 def _benchmarks(writer: CatalogWriter, folder: Path, split: str, slots: dict[str, str]) -> None:
@@ -40,7 +32,7 @@ def _benchmarks(writer: CatalogWriter, folder: Path, split: str, slots: dict[str
     name = RELEASE_SPLIT[split]
     fitb = folder / f"fill_in_blank_{name}.json"
     if fitb.exists():
-        for k, entry in enumerate(_load(fitb)):
+        for k, entry in enumerate(load_json(fitb, "Polyvore")):
             rec = f"{fitb.name}[{k}]"
             missing = [f for f in ("question", "answers") if not isinstance(entry, dict) or f not in entry]
             if missing:
@@ -84,7 +76,7 @@ def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
     meta_path = root / "polyvore_item_metadata.json"
     if not meta_path.exists():
         raise CatalogError([RecordError(str(meta_path), "<file>", "file not found")], context="Polyvore")
-    metadata = _load(meta_path)
+    metadata = load_json(meta_path, "Polyvore")
     fine_names = {}
     cat_csv = root / "categories.csv"
     if cat_csv.exists():
@@ -100,7 +92,7 @@ def convert_polyvore(root: Path, out: Path, variant: str = "nondisjoint",
         path = root / variant / name
         if not path.exists():
             continue
-        for k, outfit in enumerate(_load(path)):
+        for k, outfit in enumerate(load_json(path, "Polyvore")):
             items = outfit.get("items") if isinstance(outfit, dict) else None
             if not isinstance(items, list) or not all(isinstance(it, dict) and "item_id" in it for it in items):
                 bad.append(RecordError(f"{path.name}[{k}]", "items", "expected a list of {item_id, index} objects"))
