@@ -53,6 +53,24 @@ def test_bad_records_are_named_and_nothing_is_lost(tmp_path, product, field, mes
     assert not list(tmp_path.glob(".cat.*"))     # no staging left behind
 
 
+def test_products_stream_to_disk_a_row_group_at_a_time(tmp_path, monkeypatch):
+    """A big catalog's products are not held in memory: past a row group they are on disk, and the table
+    reads back whole and in order; a bad record after a flush still leaves nothing behind."""
+    import pyarrow.parquet as pq
+
+    from fashionvlp.data import catalog_io
+
+    monkeypatch.setattr(catalog_io, "PRODUCT_ROW_GROUP", 3)
+    rows = [(f"p{i}", f"Dress {i}", {"color": "red"}, _jpeg()) for i in range(8)]
+    root = _write(tmp_path / "cat", rows)
+    assert pq.ParquetFile(root / "products.parquet").metadata.num_row_groups == 3
+    assert [p.product_id for p in read_catalog(root).iter_products()] == [r[0] for r in rows]
+    assert read_catalog(root).manifest["counts"]["images"] == 8
+    with pytest.raises(CatalogError, match=r"product 'p7'.*duplicate id \(rows 7 and 8\)"):
+        _write(tmp_path / "other", rows + [rows[-1]])
+    assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other.*"))
+
+
 def test_duplicate_ids(tmp_path):
     with pytest.raises(CatalogError, match=r"product 'a1': field 'product_id': duplicate id"):
         _write(tmp_path / "cat", [("a1", "Red dress", {}, _jpeg()), ("a1", "Blue dress", {}, _jpeg())])

@@ -75,6 +75,12 @@ TABLE_FILES = {"products": "products.parquet", "triplets": "triplets.parquet", "
 OPTIONAL_TABLE_FILES = {"fitb": "fitb.parquet", "compatibility": "compatibility.parquet"}
 OPTIONAL_SCHEMAS = {"fitb": FITB_SCHEMA, "compatibility": COMPATIBILITY_SCHEMA}
 MAX_ERRORS_SHOWN = 25
+# Products are written to the staging table a row group at a time, so a writer's memory does not grow with
+# the catalog (FashionGen's 300k views). A catalog under this size is one row group, byte for byte what a
+# single ``write_table`` gives (data.dvc pins the embedded catalog's bytes).
+PRODUCT_ROW_GROUP = 65_536
+WRITE_OPTIONS = {"compression": "zstd", "compression_level": 3, "use_dictionary": True, "write_statistics": True,
+                 "store_schema": False}
 
 
 @dataclass(frozen=True)
@@ -148,8 +154,48 @@ def _json_dump(obj: Any) -> str:
 def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> None:
     table = pa.Table.from_pylist(rows, schema=schema)
     # Fixed writer options keep the file byte-identical for identical rows (data.dvc pins its hash).
-    pq.write_table(table, path, compression="zstd", compression_level=3, use_dictionary=True,
-                   write_statistics=True, store_schema=False)
+    pq.write_table(table, path, **WRITE_OPTIONS)
+
+
+class _ProductTable:
+    """The products table as it is added: rows go to disk a row group at a time; only the ids (for the
+    duplicate and reference checks) and the counts stay in memory."""
+
+    def __init__(self, path: Path, row_group: int | None = None):
+        self.path, self.row_group = path, row_group or PRODUCT_ROW_GROUP
+        self.row_of: dict[str, int] = {}
+        self.images = 0
+        self.by_split = {s: 0 for s in ("train", "val", "test")}
+        self._rows: list[dict[str, Any]] = []
+        self._writer: pq.ParquetWriter | None = None
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    def append(self, product: Product) -> None:
+        self.row_of[product.product_id] = len(self.row_of)
+        self.images += len(product.images)
+        self.by_split[product.split] = self.by_split.get(product.split, 0) + 1
+        self._rows.append(_product_row(product))
+        if len(self._rows) >= self.row_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, PRODUCTS_SCHEMA, **WRITE_OPTIONS)
+        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=PRODUCTS_SCHEMA))
+        self._rows = []
+
+    def close(self) -> None:
+        """Writes what is left (an empty catalog gets an empty table)."""
+        if self._rows or self._writer is None:
+            self._flush()
+        self.abandon()
+
+    def abandon(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 class CatalogWriter:
@@ -162,12 +208,12 @@ class CatalogWriter:
         self.source = source
         self.limits = image_limits
         self.errors: list[RecordError] = []
-        self.products: list[Product] = []
         self.triplets: list[Triplet] = []
         self.outfits: list[Outfit] = []
         self.fitb: list[FitbQuestion] = []
         self.compatibility: list[CompatibilityOutfit] = []
         self.staging = self.root.parent / f".{self.root.name}.staging-{os.getpid()}"
+        self.products = _ProductTable(self.staging / TABLE_FILES["products"])
 
     def __enter__(self) -> "CatalogWriter":
         if self.root.exists() and any(self.root.iterdir()) and not (self.root / "catalog.json").exists():
@@ -179,6 +225,7 @@ class CatalogWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self.products.abandon()
         if self.staging.exists():
             shutil.rmtree(self.staging, ignore_errors=True)
 
@@ -234,7 +281,15 @@ class CatalogWriter:
         return path
 
     def add_product(self, record: str, **fields: Any) -> Product | None:
-        return self._add(self.products, Product, record, fields)
+        try:
+            product = Product(**fields)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
+            return None
+        if self._check_product(product):
+            self.products.append(product)
+        return product
 
     def add_triplet(self, record: str, **fields: Any) -> Triplet | None:
         return self._add(self.triplets, Triplet, record, fields)
@@ -249,25 +304,26 @@ class CatalogWriter:
         return self._add(self.compatibility, CompatibilityOutfit, record, fields)
 
     # --- checking and committing ----------------------------------------------------------------
+    def _check_product(self, product: Product) -> bool:
+        """Checks a product against the schema and the ids before it; False (errors recorded) if it is bad."""
+        rec, before = f"product {product.product_id!r}", len(self.errors)
+        if product.product_id in self.products.row_of:
+            self.reject(rec, "product_id", f"duplicate id (rows {self.products.row_of[product.product_id]} and "
+                                           f"{len(self.products)})")
+        category = self.schema.categories.get(product.category)
+        if category is None:
+            self.reject(rec, "category", f"unknown category {product.category!r}")
+        elif product.subcategory not in category.subcategories:
+            self.reject(rec, "subcategory", f"{product.subcategory!r} is not a subcategory of {product.category!r}")
+        if category is not None:
+            for attr, value in product.attributes.items():
+                problem = self.schema.check_attribute(product.category, attr, value)
+                if problem:
+                    self.reject(rec, f"attributes.{attr}", problem)
+        return len(self.errors) == before
+
     def _check_references(self) -> None:
-        seen: dict[str, int] = {}
-        for i, product in enumerate(self.products):
-            rec = f"product {product.product_id!r}"
-            if product.product_id in seen:
-                self.reject(rec, "product_id", f"duplicate id (rows {seen[product.product_id]} and {i})")
-            seen.setdefault(product.product_id, i)
-            category = self.schema.categories.get(product.category)
-            if category is None:
-                self.reject(rec, "category", f"unknown category {product.category!r}")
-            elif product.subcategory not in category.subcategories:
-                self.reject(rec, "subcategory",
-                            f"{product.subcategory!r} is not a subcategory of {product.category!r}")
-            if category is not None:
-                for attr, value in product.attributes.items():
-                    problem = self.schema.check_attribute(product.category, attr, value)
-                    if problem:
-                        self.reject(rec, f"attributes.{attr}", problem)
-        ids = set(seen)
+        ids = self.products.row_of
         for triplet in self.triplets:
             for name in ("reference_id", "target_id"):
                 if getattr(triplet, name) not in ids:
@@ -303,7 +359,7 @@ class CatalogWriter:
         self._check_references()
         if self.errors:
             raise CatalogError(self.errors, context=f"catalog {self.root}")
-        _write_table([_product_row(p) for p in self.products], PRODUCTS_SCHEMA, self.staging / TABLE_FILES["products"])
+        self.products.close()
         _write_table([t.model_dump(mode="json") for t in self.triplets], TRIPLETS_SCHEMA,
                      self.staging / TABLE_FILES["triplets"])
         _write_table([o.model_dump(mode="json") for o in self.outfits], OUTFITS_SCHEMA,
@@ -319,10 +375,10 @@ class CatalogWriter:
             "source": self.source,
             "counts": {
                 "products": len(self.products),
-                "images": sum(len(p.images) for p in self.products),
+                "images": self.products.images,
                 "triplets": len(self.triplets),
                 "outfits": len(self.outfits),
-                "by_split": {s: sum(p.split == s for p in self.products) for s in ("train", "val", "test")},
+                "by_split": dict(self.products.by_split),
                 **{name: len(records) for name, records in optional.items() if records},
             },
             **(extra_manifest or {}),
