@@ -72,7 +72,7 @@ def validation_cache_key(context, arguments) -> str | None:
     if not arguments.get("catalog_md5") or not report.is_file():
         return None
     code = (Path(validation_module.__file__)).read_bytes()
-    key = {"validation": params.validation.model_dump(mode="json"), "catalog": arguments["catalog"],
+    key = {"validation": params.validation.model_dump(mode="json", exclude={"workers", "dask_address"}), "catalog": arguments["catalog"],
            "catalog_md5": arguments["catalog_md5"], "report": str(report), "code": hashlib.sha256(code).hexdigest()}
     return "validate-" + hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

@@ -29,6 +29,8 @@ data_app.add_typer(convert_app, name="convert")
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml with every stage's defaults.")]
 PresetOpt = Annotated[Optional[list[str]], typer.Option("--preset", help="Named overlay from configs/<name>.yaml.")]
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", help="Override one value, e.g. data.synth.num_products=500.")]
+DaskAddressOpt = Annotated[Optional[str], typer.Option(help="A Dask scheduler (tcp://host:8786) whose workers do the "
+                                                            "image work, as backfill.address does for the backfill.")]
 
 
 def _params(params: Path, preset: Optional[list[str]], overrides: Optional[list[str]]) -> Params:
@@ -89,12 +91,18 @@ def data_synth(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None
 @data_app.command("validate")
 def data_validate(params: ParamsOpt = Path("params.yaml"), preset: PresetOpt = None, set_: SetOpt = None,
                   catalog: Annotated[Optional[Path], typer.Option(help="Catalog directory (default: paths.catalog).")] = None,
-                  report_dir: Annotated[Optional[Path], typer.Option(help="Where report.json/report.md go.")] = None) -> None:
+                  report_dir: Annotated[Optional[Path], typer.Option(help="Where report.json/report.md go.")] = None,
+                  workers: Annotated[Optional[int], typer.Option(help="Image-decoding processes (default: validation.workers, 0 = every core).")] = None,
+                  dask_address: DaskAddressOpt = None) -> None:
     """Validate a catalog with Great Expectations; exit 1 with a report when an expectation fails."""
     from fashionvlp.data.validation import summarize
     from fashionvlp.stages.data import validate
 
     p = _params(params, preset, set_)
+    if workers is not None or dask_address:
+        p = p.model_copy(update={"validation": p.validation.model_copy(update={
+            "workers": p.validation.workers if workers is None else workers,
+            "dask_address": dask_address or p.validation.dask_address})})
     result = _run(lambda: validate(p, catalog, report_dir))
     typer.echo(summarize(result))
 
@@ -351,6 +359,7 @@ def convert_fashiongen_cmd(out: Annotated[Path, typer.Option(help="Catalog direc
                            val_share: Annotated[float, typer.Option(help="Share of the train products moved to val (seeded, whole products) when no --val file is given.")] = 0.05,
                            seed: Annotated[int, typer.Option(help="Seed of the val draw.")] = 0,
                            workers: Annotated[Optional[int], typer.Option(help="JPEG-encoding processes (default: every core).")] = None,
+                           dask_address: DaskAddressOpt = None,
                            params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """FashionGen h5 files → catalog (views grouped by product id; the papers' split: train file → train, validation file → test)."""
     from fashionvlp.data.converters.fashiongen import DUPLICATE_POLICIES, convert_fashiongen
@@ -365,7 +374,8 @@ def convert_fashiongen_cmd(out: Annotated[Path, typer.Option(help="Catalog direc
         _fail(f"--val-share must be in [0, 1), got {val_share}")
     p = _params(params, None, set_)
     path = _run(lambda: convert_fashiongen(files, out, image_limits(p), encoding=encoding, on_duplicate=on_duplicate,
-                                           val_share=val_share, seed=seed, workers=workers))
+                                           val_share=val_share, seed=seed, workers=workers,
+                                           dask_address=dask_address))
     typer.echo(f"wrote FashionGen catalog to {path}")
 
 

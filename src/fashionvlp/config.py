@@ -85,6 +85,10 @@ class ValidationConfig(StrictModel):
     image_max_bytes: int = Field(10_000_000, ge=1)
     # How many offending rows the report lists per failed expectation.
     report_max_rows: int = Field(50, ge=1)
+    # Images are decoded in parallel: local processes (0 = every core), or a Dask cluster's workers
+    # (its scheduler's address; the catalog must be at the same path there). Neither changes the result.
+    workers: int = Field(0, ge=0)
+    dask_address: str | None = None
 
 
 class ImageEncoderConfig(StrictModel):

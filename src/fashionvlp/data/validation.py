@@ -20,6 +20,7 @@ from PIL import Image
 
 from fashionvlp.config import ValidationConfig
 from fashionvlp.data.catalog_io import Catalog, read_catalog
+from fashionvlp.data.executors import InProcess, chunked, data_executor
 from fashionvlp.data.schema import SPLITS
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ class ValidationResult:
     counts: dict[str, int]
 
 
+IMAGES_PER_TASK = 256
+
+
+def _image_rows(root: Path, images: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+    """One task's share of the image frame: (product id, path, view) → the row of checks."""
+    return [_image_row(root, *image) for image in images]
+
+
 def _image_row(root: Path, product_id: str, path: str, view: str) -> dict[str, Any]:
     full = root / path
     row = {"product_id": product_id, "path": path, "view": view, "exists": full.is_file(), "decodes": False,
@@ -56,11 +65,12 @@ def _image_row(root: Path, product_id: str, path: str, view: str) -> dict[str, A
     return row
 
 
-def catalog_frames(catalog: Catalog) -> dict[str, pd.DataFrame]:
+def catalog_frames(catalog: Catalog, executor=None) -> dict[str, pd.DataFrame]:
+    """``executor`` (``data/executors.py``) decodes the images, a task per ``IMAGES_PER_TASK``; default: here."""
     products = catalog.products.select(["product_id", "title", "description", "category", "subcategory", "split"])
     pf = products.to_pandas()
     pf["category_subcategory"] = pf["category"] + " / " + pf["subcategory"]
-    attr_rows, image_rows = [], []
+    attr_rows, image_rows, images = [], [], []
     for row in catalog.products.select(["product_id", "category", "attributes", "images"]).to_pylist():
         for attr, value in row["attributes"] or []:
             attr_rows.append({"product_id": row["product_id"], "attribute": attr, "value": value,
@@ -69,7 +79,10 @@ def catalog_frames(catalog: Catalog) -> dict[str, pd.DataFrame]:
             image_rows.append({"product_id": row["product_id"], "path": "", "view": "", "exists": False,
                                "decodes": False, "width": 0, "height": 0, "file_bytes": 0})
         for img in row["images"] or []:
-            image_rows.append(_image_row(catalog.root, row["product_id"], img["path"], img["view"]))
+            images.append((row["product_id"], img["path"], img["view"]))
+    chunks = chunked(images, IMAGES_PER_TASK)
+    for rows in (executor or InProcess()).map(_image_rows, [catalog.root] * len(chunks), chunks):
+        image_rows.extend(rows)
     triplets = catalog.tables["triplets"].to_pandas()
     if len(triplets):
         triplets["n_captions"] = triplets["captions"].map(len)
@@ -194,7 +207,8 @@ def validate_catalog(catalog_dir: Path, report_dir: Path, cfg: ValidationConfig)
     """Runs every expectation and writes report.json / report.md to ``report_dir``. Never modifies the catalog."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     catalog = read_catalog(catalog_dir)
-    frames = catalog_frames(catalog)
+    with data_executor(cfg.workers, cfg.dask_address) as executor:
+        frames = catalog_frames(catalog, executor)
     failures = _run_gx(frames, build_suites(catalog, cfg), cfg.report_max_rows)
     counts = {name: int(len(frame)) for name, frame in frames.items()}
     report_dir.mkdir(parents=True, exist_ok=True)

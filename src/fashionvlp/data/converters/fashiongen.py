@@ -11,8 +11,6 @@ processes, so memory does not grow with the file and a 260k-view file converts a
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +18,7 @@ import numpy as np
 from fashionvlp.data.catalog_io import (CatalogError, CatalogWriter, ImageLimits, RecordError, check_image_bytes,
                                         encode_jpeg)
 from fashionvlp.data.converters.common import mine_attributes, schema_for
+from fashionvlp.data.executors import data_executor
 from fashionvlp.progress import progress
 
 REQUIRED = ("input_image", "input_name", "input_description", "input_category", "input_subcategory",
@@ -106,12 +105,13 @@ def _val_products(groups: dict, share: float, seed: int) -> set[str]:
 
 def convert_fashiongen(files: dict[str, Path], out: Path, limits: ImageLimits = ImageLimits(), *,
                        encoding: str = ENCODING, on_duplicate: str = "error", val_share: float = 0.0, seed: int = 0,
-                       workers: int | None = None) -> Path:
+                       workers: int | None = None, dask_address: str | None = None) -> Path:
     """``files`` maps a split to an h5 file: {"train": …_train.h5, "test": …_validation.h5} is the papers'.
 
     ``on_duplicate``: ``error`` (a product id in two files names them) or ``first`` (kept in the first file
     given). ``val_share``: the share of train products moved to ``val`` (seeded by ``seed``) when no val file
-    is given. ``workers``: encoding processes (default: every core).
+    is given. ``workers``: encoding processes (default: every core); ``dask_address``: encode on that Dask
+    cluster's workers instead (``data/executors.py``).
     """
     import h5py
 
@@ -127,10 +127,9 @@ def convert_fashiongen(files: dict[str, Path], out: Path, limits: ImageLimits = 
         groups, categories, duplicates = _plan(handles, files, encoding, on_duplicate)
         moved = _val_products(groups, val_share, seed) if val_share and "val" not in files else set()
         schema = schema_for(categories)
-        workers = workers or os.cpu_count() or 1
         total = sum(len(rows) for _, rows in groups.values())
         with CatalogWriter(out, schema, source="fashiongen", image_limits=limits) as writer, \
-                ProcessPoolExecutor(workers) if workers > 1 else _InProcess() as pool, \
+                data_executor(workers, dask_address) as pool, \
                 progress(total, "fashiongen views") as bar:
             for split, h5 in handles.items():
                 _convert_file(h5, split, Path(files[split]), groups, moved, schema, writer, pool, limits, encoding, bar)
@@ -186,16 +185,3 @@ def _add_product(writer: CatalogWriter, schema, pid: str, product: dict, split: 
                        title=first["input_name"], description=first["input_description"], category=category,
                        subcategory=first["input_subcategory"], attributes=attributes,
                        images=tuple(product["views"]), split=split)
-
-
-class _InProcess:
-    """``ProcessPoolExecutor``'s ``map`` in this process (one worker)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    def map(self, fn, *iterables):
-        return map(fn, *iterables)
