@@ -66,26 +66,11 @@ def write_h5(path: Path, rows: int, seed: int = 0) -> None:
 
 def convert_measured(h5: Path, out: Path, workers: int) -> tuple[float, float, float]:
     """(seconds, peak RSS of the converting process in MiB, peak RSS of it and its workers together in MiB)."""
-    import psutil
+    from measure import run_measured
 
-    cmd = [sys.executable, "-m", "fashionvlp.cli", "data", "convert", "fashiongen", "--train", str(h5),
-           "--out", str(out), "--workers", str(workers)]
-    started = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    process = psutil.Process(child.pid)
-    peak_main = peak_tree = 0.0
-    while child.poll() is None:
-        try:
-            main = process.memory_info().rss
-            tree = main + sum(c.memory_info().rss for c in process.children(recursive=True))
-        except psutil.Error:
-            break
-        peak_main, peak_tree = max(peak_main, main), max(peak_tree, tree)
-        time.sleep(0.1)
-    _, err = child.communicate()
-    if child.returncode != 0:
-        raise SystemExit(f"conversion failed ({child.returncode}):\n{err}")
-    return time.perf_counter() - started, peak_main / 2**20, peak_tree / 2**20
+    run = run_measured([sys.executable, "-m", "fashionvlp.cli", "data", "convert", "fashiongen", "--train", str(h5),
+                        "--out", str(out), "--workers", str(workers)])
+    return run.seconds, run.peak_rss_mib, run.peak_rss_tree_mib
 
 
 def main() -> None:

@@ -46,3 +46,35 @@ def test_small_subcategory_fails_unless_fallback_is_asked():
         paper_protocol(image, text, subs)
     result = paper_protocol(image, text, subs, PaperProtocol(queries=100, repeats=1), allow_fallback=True)
     assert "FALLBACK" in result["protocol"] and result["ITR"]["R@10"] > 0
+
+
+def test_blockwise_scores_equal_the_whole_matrix(monkeypatch):
+    """Scoring a block of query rows at a time (how a 32k gallery fits in memory) gives the hits of the
+    whole matrix, for cosine scores and the attribute oracle's, both directions."""
+    from fashionvlp.evaluation import retrieval
+    from fashionvlp.evaluation.metrics import hits_at_k
+    from fashionvlp.evaluation.oracle import AgreementScores, _Columns
+    from fashionvlp.data.synth.generate import synthetic_schema
+
+    image, text, subs = _data(n_per_sub=105, subs=2)
+    dense = retrieval._cosine(image, text)
+    galleries = retrieval.paper_galleries(subs, PaperProtocol(queries=50, repeats=2))
+    whole_full = {"ITR": hits_at_k(dense, np.eye(len(dense), dtype=bool)),
+                  "TIR": hits_at_k(dense.T, np.eye(len(dense), dtype=bool))}
+    monkeypatch.setattr(retrieval, "BLOCK_ROWS", 7)
+    blockwise = retrieval.cosine_scores(image, text)
+    for direction in ("ITR", "TIR"):
+        np.testing.assert_array_equal(retrieval.full_gallery_hits(blockwise)[direction], whole_full[direction])
+        np.testing.assert_array_equal(retrieval.paper_hits(blockwise, galleries)[direction],
+                                      retrieval.paper_hits(dense, galleries)[direction])
+    assert 0 < whole_full["ITR"][:, 0].mean() < 1
+
+    columns = _Columns(synthetic_schema())
+    rng = np.random.default_rng(1)
+    labels = (rng.random((30, len(columns.column))) < 0.1).astype(float)
+    mentions = (rng.random((30, len(columns.column))) < 0.1).astype(float)
+    oracle = AgreementScores(labels, mentions, columns)
+    whole = np.vstack([oracle.rows(np.array([i])) for i in range(30)])
+    np.testing.assert_array_equal(np.vstack([oracle.T.rows(np.array([j])) for j in range(30)]), whole.T)
+    np.testing.assert_array_equal(retrieval.full_gallery_hits(oracle, "expected")["TIR"],
+                                  hits_at_k(whole.T, np.eye(30, dtype=bool), ties="expected"))

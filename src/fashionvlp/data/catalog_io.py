@@ -158,8 +158,11 @@ def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path) -> N
 
 
 class _ProductTable:
-    """The products table as it is added: rows go to disk a row group at a time; only the ids (for the
-    duplicate and reference checks) and the counts stay in memory."""
+    """The products table as it is added: rows are kept as compact Arrow batches (a few hundred bytes a
+    product) and go to disk a row group at a time; the ids (for the duplicate and reference checks) and the
+    counts are all that grows with the catalog."""
+
+    BATCH = 1024
 
     def __init__(self, path: Path, row_group: int | None = None):
         self.path, self.row_group = path, row_group or PRODUCT_ROW_GROUP
@@ -167,6 +170,8 @@ class _ProductTable:
         self.images = 0
         self.by_split = {s: 0 for s in ("train", "val", "test")}
         self._rows: list[dict[str, Any]] = []
+        self._batches: list[pa.RecordBatch] = []
+        self._buffered = 0
         self._writer: pq.ParquetWriter | None = None
 
     def __len__(self) -> int:
@@ -177,18 +182,29 @@ class _ProductTable:
         self.images += len(product.images)
         self.by_split[product.split] = self.by_split.get(product.split, 0) + 1
         self._rows.append(_product_row(product))
-        if len(self._rows) >= self.row_group:
+        self._buffered += 1
+        if len(self._rows) >= min(self.BATCH, self.row_group):
+            self._batch()
+        if self._buffered >= self.row_group:
             self._flush()
 
+    def _batch(self) -> None:
+        if self._rows:
+            self._batches.append(pa.RecordBatch.from_pylist(self._rows, schema=PRODUCTS_SCHEMA))
+            self._rows = []
+
     def _flush(self) -> None:
+        self._batch()
         if self._writer is None:
             self._writer = pq.ParquetWriter(self.path, PRODUCTS_SCHEMA, **WRITE_OPTIONS)
-        self._writer.write_table(pa.Table.from_pylist(self._rows, schema=PRODUCTS_SCHEMA))
-        self._rows = []
+        # One chunk per row group: the same bytes as writing the rows in one table.
+        table = pa.Table.from_batches(self._batches, schema=PRODUCTS_SCHEMA).combine_chunks()
+        self._writer.write_table(table)
+        self._batches, self._buffered = [], 0
 
     def close(self) -> None:
         """Writes what is left (an empty catalog gets an empty table)."""
-        if self._rows or self._writer is None:
+        if self._buffered or self._writer is None:
             self._flush()
         self.abandon()
 

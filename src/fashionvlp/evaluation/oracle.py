@@ -76,12 +76,28 @@ def has_visible_labels(schema: AttributeSchema, products: Sequence[Product]) -> 
     return any(visible & set(p.attributes) for p in products)
 
 
-def retrieval_scores(schema: AttributeSchema, products: Sequence[Product]) -> np.ndarray:
+class AgreementScores:
+    """[N, N] ``agreement`` of product i's labels with product j's text, read a block of rows at a time
+    (``evaluation.retrieval.ScoreRows``). Agreement is symmetric in its arguments, so the transpose swaps them."""
+
+    def __init__(self, queries: np.ndarray, gallery: np.ndarray, columns: _Columns):
+        self.queries, self.gallery, self.columns = queries, gallery, columns
+        self.shape = (len(queries), len(gallery))
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        return agreement(self.queries[index], self.gallery, self.columns)
+
+    @property
+    def T(self) -> "AgreementScores":
+        return AgreementScores(self.gallery, self.queries, self.columns)
+
+
+def retrieval_scores(schema: AttributeSchema, products: Sequence[Product]) -> AgreementScores:
     """[N, N]: the oracle's score of product i's image against product j's text (XMR's ``scores``)."""
     columns = _Columns(schema)
     labels = columns.labels([p.attributes for p in products])
     mentions = _mention_matrix(columns, [mentioned(schema, p.text, p.category) for p in products])
-    return agreement(labels, mentions, columns)
+    return AgreementScores(labels, mentions, columns)
 
 
 def modified_attributes(schema: AttributeSchema, reference: Product, captions: Sequence[str]) -> dict[str, str]:

@@ -4,6 +4,10 @@
   positive + 100 negatives drawn from the *same subcategory*; 5 repeats, averaged.
 - ``full``: every test item is a query against the whole test gallery.
 The two give very different numbers; they are never mixed under one name.
+
+Scores are read a block of query rows at a time (``ScoreRows``), never as a whole [N, N] matrix, so a
+FashionGen-size gallery (32k items: a 4 GB matrix) is evaluated in bounded memory
+(``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -18,6 +23,59 @@ from fashionvlp.errors import ProtocolError  # noqa: F401 (raised here, importab
 from fashionvlp.evaluation.metrics import hits_at_k
 
 KS = (1, 5, 10)
+BLOCK_ROWS = 1024  # query rows scored at once: a block is BLOCK_ROWS × gallery float64s
+
+
+class ScoreRows(Protocol):
+    """An [N, M] score matrix (query i against gallery item j), read a block of rows at a time."""
+
+    shape: tuple[int, int]
+
+    def rows(self, index: np.ndarray) -> np.ndarray: ...  # [len(index), M]
+
+    @property
+    def T(self) -> "ScoreRows": ...
+
+
+class DenseScores:
+    """A matrix already in memory."""
+
+    def __init__(self, matrix: np.ndarray):
+        self.matrix = np.asarray(matrix)
+        self.shape = self.matrix.shape
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        return self.matrix[index]
+
+    @property
+    def T(self) -> "DenseScores":
+        return DenseScores(self.matrix.T)
+
+
+class CosineScores:
+    """Cosine of query embedding i with gallery embedding j, computed per block of queries."""
+
+    def __init__(self, queries: np.ndarray, gallery: np.ndarray, normalised: bool = False):
+        self.queries = queries if normalised else _unit(queries)
+        self.gallery = gallery if normalised else _unit(gallery)
+        self.shape = (len(queries), len(gallery))
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        return self.queries[index] @ self.gallery.T
+
+    @property
+    def T(self) -> "CosineScores":
+        return CosineScores(self.gallery, self.queries, normalised=True)
+
+
+def score_rows(scores: "ScoreRows | np.ndarray") -> ScoreRows:
+    return DenseScores(scores) if isinstance(scores, np.ndarray) else scores
+
+
+def _blocks(n: int):
+    size = BLOCK_ROWS
+    for start in range(0, n, size):
+        yield np.arange(start, min(start + size, n))
 
 
 @dataclass(frozen=True)
@@ -33,10 +91,12 @@ class PaperProtocol:
                f"{self.repeats} repeats averaged"
 
 
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+
+
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
-    return a @ b.T
+    return _unit(a) @ _unit(b).T
 
 
 def paper_protocol_label(subcategories: Sequence[str], protocol: PaperProtocol, allow_fallback: bool) -> str:
@@ -59,9 +119,9 @@ def paper_protocol_label(subcategories: Sequence[str], protocol: PaperProtocol, 
     return protocol.label + f"; FALLBACK: smaller galleries for {listed}"
 
 
-def cosine_scores(image: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """[N, N]: cosine of image i with text j (row i of each is one product)."""
-    return _cosine(image, text)
+def cosine_scores(image: np.ndarray, text: np.ndarray) -> CosineScores:
+    """[N, N]: cosine of image i with text j (row i of each is one product), read by blocks of rows."""
+    return CosineScores(image, text)
 
 
 @dataclass(frozen=True)
@@ -104,16 +164,21 @@ def paper_galleries(subcategories: Sequence[str], protocol: PaperProtocol = Pape
                           {d: np.concatenate(g) for d, g in galleries.items()}, label)
 
 
-def paper_hits(scores: np.ndarray, galleries: PaperGalleries, ties: str = "pessimistic",
+def paper_hits(scores: ScoreRows | np.ndarray, galleries: PaperGalleries, ties: str = "pessimistic",
                ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
     """direction → [rows, len(ks)] hits, from ``scores[i, j]`` = image i vs text j (TIR reads it transposed)."""
-    out = {}
+    scores, out = score_rows(scores), {}
     for direction, matrix in (("ITR", scores), ("TIR", scores.T)):
         q, gallery = galleries.queries[direction], galleries.galleries[direction]
-        gathered = np.where(gallery >= 0, matrix[q[:, None], np.maximum(gallery, 0)], -np.inf)
-        relevant = np.zeros_like(gathered, dtype=bool)
-        relevant[:, 0] = True
-        out[direction] = hits_at_k(gathered, relevant, ks, ties)
+        hits = []
+        for block in _blocks(len(q)):
+            rows = matrix.rows(q[block])
+            gathered = np.where(gallery[block] >= 0,
+                                np.take_along_axis(rows, np.maximum(gallery[block], 0), axis=1), -np.inf)
+            relevant = np.zeros_like(gathered, dtype=bool)
+            relevant[:, 0] = True
+            hits.append(hits_at_k(gathered, relevant, ks, ties))
+        out[direction] = np.concatenate(hits) if hits else np.zeros((0, len(ks)))
     return out
 
 
@@ -128,12 +193,21 @@ def paper_protocol(image: np.ndarray, text: np.ndarray, subcategories: Sequence[
     """Row i of ``image`` and ``text`` is one product. Returns {"ITR": {R@k}, "TIR": {R@k}, "protocol": label};
     the R@K of every row of the 5 repeats pooled (equal to averaging the repeats, whose sizes are equal)."""
     galleries = paper_galleries(subcategories, protocol, allow_fallback)
-    return summarize_hits(paper_hits(_cosine(image, text), galleries), galleries.label)
+    return summarize_hits(paper_hits(CosineScores(image, text), galleries), galleries.label)
 
 
-def full_gallery_hits(scores: np.ndarray, ties: str = "pessimistic", ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
-    relevant = np.eye(len(scores), dtype=bool)
-    return {"ITR": hits_at_k(scores, relevant, ks, ties), "TIR": hits_at_k(scores.T, relevant, ks, ties)}
+def full_gallery_hits(scores: ScoreRows | np.ndarray, ties: str = "pessimistic",
+                      ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
+    """direction → [N, len(ks)] hits; query i's one positive is gallery item i."""
+    scores, out = score_rows(scores), {}
+    for direction, matrix in (("ITR", scores), ("TIR", scores.T)):
+        n, hits = matrix.shape[1], []
+        for block in _blocks(matrix.shape[0]):
+            relevant = np.zeros((len(block), n), dtype=bool)
+            relevant[np.arange(len(block)), block] = True
+            hits.append(hits_at_k(matrix.rows(block), relevant, ks, ties))
+        out[direction] = np.concatenate(hits) if hits else np.zeros((0, len(ks)))
+    return out
 
 
 def full_gallery_label(n: int) -> str:
@@ -142,7 +216,7 @@ def full_gallery_label(n: int) -> str:
 
 def full_gallery(image: np.ndarray, text: np.ndarray) -> dict:
     """Every product queries the whole gallery of the other modality; its own row is the one positive."""
-    return summarize_hits(full_gallery_hits(_cosine(image, text)), full_gallery_label(len(image)))
+    return summarize_hits(full_gallery_hits(CosineScores(image, text)), full_gallery_label(len(image)))
 
 
 def format_xmr(result: dict, indent: str = "  ") -> list[str]:

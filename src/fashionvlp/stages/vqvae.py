@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 
 from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import read_catalog
@@ -26,6 +27,7 @@ from fashionvlp.models.vqvae import VQVAE, downsample_factor, perplexity
 from fashionvlp.tracking.mlflow_tracking import maybe_run
 
 log = logging.getLogger(__name__)
+ENCODE_BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,40 @@ def encoder_grid(params: Params) -> tuple[int, int]:
     return build_image_encoder(cfg).grid
 
 
+class _ImageFiles(Dataset):
+    """Catalog images decoded to uint8 [3, size, size]."""
+
+    def __init__(self, root: Path, paths: list[str], size: int):
+        self.root, self.paths, self.size = root, paths, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.root / self.paths[i]) as im:
+            im = im.convert("RGB").resize((self.size, self.size), Image.Resampling.BICUBIC)
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+
+
 def _load_images(root: Path, paths: list[str], size: int) -> torch.Tensor:
+    files = _ImageFiles(root, paths, size)
     out = torch.empty(len(paths), 3, size, size, dtype=torch.uint8)
-    for i, rel in enumerate(paths):
-        with Image.open(root / rel) as im:
-            im = im.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
-        out[i] = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
+    for i in range(len(files)):
+        out[i] = files[i]
     return out
+
+
+def _image_batches(root: Path, paths: list[str], size: int, workers: int, batch: int = ENCODE_BATCH):
+    """Every image, a batch at a time, decoded by ``workers`` processes ahead of the encoder."""
+    return DataLoader(_ImageFiles(root, paths, size), batch_size=batch, num_workers=workers)
+
+
+def _training_images(paths: list[str], limit: int, seed: int) -> list[str]:
+    """All of ``paths`` up to ``limit``; past it a seeded draw of ``limit`` (in catalog order)."""
+    if len(paths) <= limit:
+        return paths
+    keep = np.sort(np.random.default_rng(seed).choice(len(paths), size=limit, replace=False))
+    return [paths[i] for i in keep]
 
 
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -106,14 +135,15 @@ def _cell_chroma(x: torch.Tensor, grid) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _encode_all(model: VQVAE, images: torch.Tensor, chunk: int = 256) -> tuple[torch.Tensor, dict[str, float]]:
+def _encode_all(model: VQVAE, batches) -> tuple[torch.Tensor, dict[str, float]]:
     """Codes [N, h·w] of every image (unaugmented), the mean squared reconstruction error, and a colour check
     over the coloured code cells (the garments, not the light backgrounds that dominate the MSE): the mean
     absolute error of each cell's chroma, reconstructed against original, beside that of a grey
     reconstruction (shape and brightness kept, colour lost), which is the cells' mean chroma."""
-    codes, squared, chroma_error, chroma, coloured = [], 0.0, 0.0, 0.0, 0
-    for start in range(0, len(images), chunk):
-        batch = _to_unit(images[start:start + chunk])
+    codes, squared, chroma_error, chroma, coloured, elements = [], 0.0, 0.0, 0.0, 0, 0
+    for images in batches:
+        batch = _to_unit(images)
+        elements += images.numel()
         recon, batch_codes, _ = model(batch)
         squared += torch.nn.functional.mse_loss(recon, batch, reduction="sum").item()
         grid = batch_codes.shape[-2:]
@@ -123,7 +153,7 @@ def _encode_all(model: VQVAE, images: torch.Tensor, chunk: int = 256) -> tuple[t
         chroma += truth.abs().mean(1)[mask].sum().item()
         coloured += int(mask.sum())
         codes.append(batch_codes.flatten(1))
-    return torch.cat(codes), {"reconstruction_mse": squared / images.numel(),
+    return torch.cat(codes), {"reconstruction_mse": squared / elements,
                               "colour_error": chroma_error / max(coloured, 1),
                               "colour_error_grey": chroma / max(coloured, 1),
                               "coloured_cells": coloured}
@@ -139,8 +169,10 @@ def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, pare
     cat = read_catalog(catalog_root)
     paths = [view.path for p in cat.iter_products() if p.split in cfg.splits for view in p.images]
     catalog_md5 = dir_md5(catalog_root)
-    log.info("VQ-VAE: %d images at %d px, grid %s, %d codes", len(paths), size, grid, cfg.codebook_size)
-    images = _load_images(catalog_root, paths, size)
+    train_paths = _training_images(paths, cfg.train_images, cfg.seed)
+    log.info("VQ-VAE: %d images at %d px (trained on %d), grid %s, %d codes", len(paths), size, len(train_paths),
+             grid, cfg.codebook_size)
+    images = _load_images(catalog_root, train_paths, size)
 
     fix_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -157,7 +189,11 @@ def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, pare
                                    "num_images": len(paths)})
         started = time.perf_counter()
         history = _fit(model, images, cfg, log_metrics)
-        codes, fidelity = _encode_all(model, images)
+        if train_paths is paths:
+            batches = (images[start:start + ENCODE_BATCH] for start in range(0, len(images), ENCODE_BATCH))
+        else:
+            batches = _image_batches(catalog_root, paths, size, cfg.loader_workers)
+        codes, fidelity = _encode_all(model, batches)
         used = torch.bincount(codes.flatten(), minlength=cfg.codebook_size) > 0
         metrics = {
             **fidelity,
@@ -167,6 +203,7 @@ def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, pare
             "codebook_usage": float(used.float().mean()),
             "codebook_size": cfg.codebook_size,
             "num_images": len(paths),
+            "train_images": len(train_paths),
             "grid": f"{grid[0]}x{grid[1]}",
             "train_seconds": round(time.perf_counter() - started, 1),
         }
@@ -174,7 +211,7 @@ def train_vqvae(params: Params, catalog: Path | None = None, tracking=None, pare
         torch.save(model.state_dict(), out_dir / "vqvae.pt")
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
         (out_dir / "history.json").write_text(json.dumps(history))
-        pick = torch.linspace(0, len(paths) - 1, min(cfg.reconstructions, len(paths))).long()
+        pick = torch.linspace(0, len(images) - 1, min(cfg.reconstructions, len(images))).long()
         with torch.no_grad():
             recon, _, _ = model(_to_unit(images[pick]))
         _save_reconstructions(_to_unit(images[pick]), recon, out_dir / "reconstructions.png")

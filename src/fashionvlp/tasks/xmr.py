@@ -16,10 +16,9 @@ from torch import nn
 
 from fashionvlp.evaluation import oracle
 from fashionvlp.evaluation.embed import embed_products, product_batches
-from fashionvlp.evaluation.metrics import recall_at_k
 from fashionvlp.evaluation.outcomes import MeanOutcome
-from fashionvlp.evaluation.retrieval import (PaperProtocol, cosine_scores, full_gallery_hits, full_gallery_label,
-                                            paper_galleries, paper_hits, summarize_hits)
+from fashionvlp.evaluation.retrieval import (PaperProtocol, ScoreRows, cosine_scores, full_gallery_hits,
+                                            full_gallery_label, paper_galleries, paper_hits, summarize_hits)
 from fashionvlp.errors import ModelInputError
 from fashionvlp.tasks.base import DownstreamTask, TaskEvaluation, register_task
 
@@ -62,15 +61,19 @@ def _outcomes(products, galleries, hits: dict[str, np.ndarray]) -> dict[str, Mea
     return {d: MeanOutcome.rows(ids[galleries.queries[d]], hits[d].mean(axis=1) * 100) for d in ("ITR", "TIR")}
 
 
-def _write_curve(ev: TaskEvaluation, scores: np.ndarray, oracle_scores: np.ndarray | None) -> None:
+def _recall_curve(scores: ScoreRows, ties: str = "pessimistic") -> dict[str, dict[int, float]]:
+    hits = full_gallery_hits(scores, ties, CURVE_KS)
+    return {d: {k: float(h[:, i].mean() * 100) for i, k in enumerate(CURVE_KS)} for d, h in hits.items()}
+
+
+def _write_curve(ev: TaskEvaluation, scores: ScoreRows, oracle_scores: ScoreRows | None) -> None:
     """Full-gallery recall@K for K in CURVE_KS (DVC plot ``plots/xmr_recall_at_k.csv``), with a random
     ranking's (``chance``) and the attribute oracle's (``<direction> ceiling``, ties at random)."""
-    relevant = np.eye(len(scores), dtype=bool)
-    columns = {"ITR": recall_at_k(scores, relevant, CURVE_KS), "TIR": recall_at_k(scores.T, relevant, CURVE_KS),
-               "chance": {k: 100.0 * min(k, len(scores)) / len(scores) for k in CURVE_KS}}
+    n = scores.shape[0]
+    columns = {**_recall_curve(scores), "chance": {k: 100.0 * min(k, n) / n for k in CURVE_KS}}
     if oracle_scores is not None:
-        columns["ITR ceiling"] = recall_at_k(oracle_scores, relevant, CURVE_KS, ties="expected")
-        columns["TIR ceiling"] = recall_at_k(oracle_scores.T, relevant, CURVE_KS, ties="expected")
+        ceiling = _recall_curve(oracle_scores, ties="expected")
+        columns["ITR ceiling"], columns["TIR ceiling"] = ceiling["ITR"], ceiling["TIR"]
     path = ev.out / "plots" / "xmr_recall_at_k.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
@@ -124,7 +127,7 @@ def rerank_with_itm(ev: TaskEvaluation, products, image: np.ndarray, text: np.nd
             # The positive goes last, so a stable sort ranks every tie above it (ties count against it).
             gallery = np.append(row[1:][row[1:] >= 0], q)
             positive = len(gallery) - 1
-            order = np.argsort(-matrix[q, gallery], kind="stable")
+            order = np.argsort(-matrix.rows(np.array([q]))[0, gallery], kind="stable")
             top = order[:k]
             pairs = [(q, gallery[j]) if direction == "ITR" else (gallery[j], q) for j in top]  # (image, text)
             enc = ev.model.tokenizer([products[t].text for _, t in pairs], padding=True, truncation=True,
