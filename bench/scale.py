@@ -87,9 +87,9 @@ def stage_evaluation(work: Path, catalog: Path, args) -> dict:
     products = [p for p in cat.iter_products() if p.split == "test"][:args.gallery]
     rng = np.random.default_rng(0)
     image = rng.normal(size=(len(products), 256)).astype(np.float32)
-    text = (image + 1.5 * rng.normal(size=image.shape)).astype(np.float32)
+    text = (image + 4.0 * rng.normal(size=image.shape)).astype(np.float32)
     timings, started = {}, time.perf_counter()
-    galleries = paper_galleries([p.subcategory for p in products], PaperProtocol())
+    galleries = paper_galleries([p.subcategory for p in products], PaperProtocol(), allow_fallback=True)
     scores = cosine_scores(image, text)
     paper = paper_hits(scores, galleries)
     timings["paper"] = time.perf_counter() - started
@@ -110,7 +110,7 @@ def stage_evaluation(work: Path, catalog: Path, args) -> dict:
             "paper": summarize_hits(paper, galleries.label), "full": summarize_hits(full, f"full gallery of {len(products)}"),
             "ceiling": {"paper": summarize_hits(ceiling_paper, galleries.label)["ITR"],
                         "full": summarize_hits(ceiling_full, "full")["ITR"]},
-            "intervals": intervals, "seconds": {k: round(v, 1) for k, v in timings.items()}}
+            "intervals": intervals, "protocol_seconds": {k: round(v, 1) for k, v in timings.items()}}
 
 
 def catalog_command(catalog: Path, args) -> list[str]:

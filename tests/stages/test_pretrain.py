@@ -45,8 +45,8 @@ def test_the_colour_check_scores_a_perfect_and_a_grey_reconstruction():
 
     # Flat colour blocks, one per 8×8 cell: strongly coloured cells and grey ones.
     images = torch.randint(0, 256, (6, 3, 4, 4), dtype=torch.uint8).repeat_interleave(8, 2).repeat_interleave(8, 3)
-    _, exact = _encode_all(Reconstructs(lambda x: x), images)
-    _, grey = _encode_all(Reconstructs(lambda x: x.mean(1, keepdim=True).expand_as(x)), images)
+    _, exact = _encode_all(Reconstructs(lambda x: x), [images], len(images))
+    _, grey = _encode_all(Reconstructs(lambda x: x.mean(1, keepdim=True).expand_as(x)), [images], len(images))
     assert exact["coloured_cells"] == grey["coloured_cells"] > 0
     assert exact["colour_error"] == pytest.approx(0.0, abs=1e-3)
     assert grey["colour_error"] == pytest.approx(grey["colour_error_grey"], rel=1e-5)
