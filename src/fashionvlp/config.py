@@ -162,7 +162,7 @@ class VQVAEConfig(StrictModel):
     splits: list[Literal["train", "val", "test"]] = Field(default_factory=lambda: ["train", "val"])
     # At most this many of those images (a seeded draw) are held in memory to train on: 600 steps × 64 see
     # 38k images, so a FashionGen-size catalog gains nothing from more. Every image is still labelled, read
-    # in batches by ``loader_workers`` processes, so memory does not grow with the catalog.
+    # in batches decoded by ``loader_workers`` threads, so memory does not grow with the catalog.
     train_images: int = Field(20_000, ge=1)
     loader_workers: int = Field(1, ge=0)
     reconstructions: int = Field(8, ge=1, le=64)

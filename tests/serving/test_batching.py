@@ -40,8 +40,11 @@ def test_a_lone_item_waits_at_most_max_wait():
     assert run(main()) < 1.0         # bounded by max_wait, not by the batch filling up
 
 
-def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
+def test_a_bad_item_fails_only_its_own_request_and_the_batcher_goes_on():
+    calls = []
+
     def flaky(items):
+        calls.append(list(items))
         if "bad" in items:
             raise ValueError("bad item in batch")
         return items
@@ -54,7 +57,8 @@ def test_a_failing_batch_fails_its_requests_and_the_batcher_goes_on():
         return first, second
 
     first, second = run(main())
-    assert all(isinstance(r, ValueError) for r in first) and second == "c"
+    assert first[0] == "a" and isinstance(first[1], ValueError) and second == "c"
+    assert calls[0] == ["a", "bad"] and ["a"] in calls and ["bad"] in calls   # merged, then each on its own
 
 
 def test_unbatched_runs_one_item_per_call():

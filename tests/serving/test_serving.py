@@ -33,7 +33,12 @@ def test_ready_reports_provider_model_and_index(server, tiny_catalog):
     assert "CUDA" in ready["fallback_reason"] or "driver" in ready["fallback_reason"]
     assert "CPU FALLBACK" in log.read_text()
     assert ready["index"]["products"] == 140 and ready["hot_reload"]
+    assert "/" not in ready["model"]["bundle"] and "/" not in ready["index"]["catalog"]   # no host paths
     assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+    import re
+
+    started = next(line for line in log.read_text().splitlines() if "Uvicorn running" in line)
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", started), started   # uvicorn's lines are timestamped too
 
 
 def test_embeddings_search_attributes_categories(server, tiny_catalog, fashionvil_bundle):
@@ -167,32 +172,105 @@ def test_hot_reload_when_production_moves_under_load(server):
     assert 'fashionvlp_model_reloads_total{outcome="ok"} 2.0' in httpx.get(f"{url}/metrics").text
 
 
-def test_a_version_that_fails_to_load_keeps_the_old_one_serving(server, serving_registry):
-    """After the hot-reload test: production moves to a version whose text graph is corrupt in the store."""
-    from fashionvlp.tracking.registry import register_bundle, set_production
+def _wait_for(url, predicate, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ready = httpx.get(f"{url}/readyz").json()
+        if predicate(ready):
+            return ready
+        time.sleep(0.3)
+    raise AssertionError(f"readyz never satisfied the condition: {ready}")
+
+
+def _register_copy(tracking, bundle):
+    from fashionvlp.tracking.registry import register_bundle
+
+    run_id = tracking.start_run("export")
+    version = register_bundle(tracking.client, run_id, bundle, MODEL_NAME, {"xmr.ITR": 1.0}, {})
+    tracking.end_run(run_id)
+    return version
+
+
+def _flip_bytes_keeping_size(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    path.write_bytes(bytes(data))
+
+
+def test_a_version_that_fails_to_load_keeps_the_old_one_serving_and_is_retried(server, serving_registry):
+    """After the hot-reload test: production moves to a version whose text graph was altered in the store,
+    its size kept (D6: the manifest's checksums catch it); back to a good version; then forward again,
+    and the failed version is tried again (D5)."""
+    from fashionvlp.tracking.registry import set_production
 
     url, log, tracking, versions = server
     serving_before = httpx.get(f"{url}/readyz").json()["model"]["version"]
-    run_id = tracking.start_run("export")
-    broken = register_bundle(tracking.client, run_id, serving_registry[2], MODEL_NAME, {"xmr.ITR": 1.0}, {})
-    tracking.end_run(run_id)
+    broken = _register_copy(tracking, serving_registry[2])
     stored = Path(tracking.client.get_model_version_download_uri(MODEL_NAME, broken).removeprefix("file://"))
-    next(stored.rglob("text.onnx")).write_bytes(b"not an onnx graph")
+    _flip_bytes_keeping_size(next(stored.rglob("text.onnx")))
     set_production(tracking.client, MODEL_NAME, broken)
-    deadline = time.time() + 60
-    while time.time() < deadline and not httpx.get(f"{url}/readyz").json()["last_reload_error"]:
-        time.sleep(0.3)
-    ready = httpx.get(f"{url}/readyz").json()
+    ready = _wait_for(url, lambda r: r["last_reload_error"])
     assert ready["model"]["version"] == serving_before and f"version {broken}" in ready["last_reload_error"]
+    assert "checksums" in ready["last_reload_error"] and ready["refused_version"] == broken
     r = post(url, "/v1/embed/text", {"texts": ["still here"]})
     assert r.status_code == 200 and r.json()["model_version"] == serving_before
     assert 'fashionvlp_model_reloads_total{outcome="failed"} 1.0' in httpx.get(f"{url}/metrics").text
     assert "reload failed, still serving" in log.read_text()
     set_production(tracking.client, MODEL_NAME, versions[0])     # and back to a good one
-    deadline = time.time() + 60
-    while time.time() < deadline and httpx.get(f"{url}/readyz").json()["model"]["version"] != versions[0]:
-        time.sleep(0.3)
-    assert httpx.get(f"{url}/readyz").json()["last_reload_error"] is None
+    ready = _wait_for(url, lambda r: r["model"]["version"] == versions[0])
+    assert ready["last_reload_error"] is None and ready["refused_version"] is None
+    set_production(tracking.client, MODEL_NAME, broken)          # forward again: tried again, refused again
+    _wait_for(url, lambda r: r["refused_version"] == broken)
+    assert 'fashionvlp_model_reloads_total{outcome="failed"} 2.0' in httpx.get(f"{url}/metrics").text
+    set_production(tracking.client, MODEL_NAME, versions[0])
+    _wait_for(url, lambda r: r["refused_version"] is None)
+
+
+def test_a_version_that_loads_but_answers_nonsense_is_refused_by_the_smoke_test(server, serving_registry, tmp_path):
+    """D6: weights set to NaN and the manifest sealed again (its checksums agree): ONNX Runtime loads it,
+    the smoke test refuses it before it is swapped in, and the old version keeps serving."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from fashionvlp.serving.bundle import seal
+    from fashionvlp.tracking.registry import set_production
+
+    url, log, tracking, versions = server
+    bundle = tmp_path / "nan-bundle"
+    shutil.copytree(serving_registry[2], bundle)
+    graph = onnx.load(str(bundle / "text.onnx"))
+    weights = max(graph.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weights.CopyFrom(numpy_helper.from_array(np.full(numpy_helper.to_array(weights).shape, np.nan,
+                                                     numpy_helper.to_array(weights).dtype), weights.name))
+    onnx.save(graph, str(bundle / "text.onnx"))
+    seal(bundle)
+    nonsense = _register_copy(tracking, bundle)
+    set_production(tracking.client, MODEL_NAME, nonsense)
+    ready = _wait_for(url, lambda r: r["refused_version"] == nonsense)
+    assert ready["model"]["version"] == versions[0] and "not finite" in ready["last_reload_error"]
+    assert 'fashionvlp_model_reloads_total{outcome="refused"} 1.0' in httpx.get(f"{url}/metrics").text
+    assert post(url, "/v1/search", {"text": "dress", "k": 3}).json()["results"]
+    set_production(tracking.client, MODEL_NAME, versions[0])
+    _wait_for(url, lambda r: r["refused_version"] is None)
+
+
+def test_a_corrupt_cache_entry_is_downloaded_again(server):
+    """D5: a cached version (downloaded by the hot-reload test) whose file was altered in the cache is
+    checked, dropped and downloaded again when the alias moves to it."""
+    from fashionvlp.tracking.registry import set_production
+
+    url, log, tracking, versions = server
+    cached = log.parent / "cache" / "models" / MODEL_NAME / versions[1]
+    assert (cached / ".complete").is_file()
+    _flip_bytes_keeping_size(next(cached.rglob("image.onnx")))
+    set_production(tracking.client, MODEL_NAME, versions[1])
+    ready = _wait_for(url, lambda r: r["model"]["version"] == versions[1] or r["refused_version"])
+    assert ready["model"]["version"] == versions[1], ready
+    assert f"cached version {versions[1]} fails its check" in log.read_text()
+    assert post(url, "/v1/embed/text", {"texts": ["back"]}).json()["model_version"] == versions[1]
 
 
 def test_preprocessing_matches_training_and_runs_without_torch(fashionvil_bundle, tiny_catalog, tmp_path):
@@ -254,3 +332,99 @@ def test_int8_encoders_are_served_only_from_a_bundle_that_has_them(fashionvil_bu
     a, b = fp32.embed_texts(texts), int8.embed_texts(texts)
     cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cosine.min() > 0.95 and not np.array_equal(a, b)
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width × height (a decompression bomb's header): Pillow reads the size before pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_hostile_inputs_get_a_4xx_in_one_shape_and_spare_other_requests(server, tiny_catalog):
+    """Issue #15's D1–D4 and D7 over real HTTP: each answers a 4xx naming the field, in the one error shape,
+    with a small body, and a good request sent beside a bad one is answered."""
+    url, *_ = server
+    bomb = base64.b64encode(_png_header(20_000, 20_000)).decode()
+    _, jpeg = catalog_image(tiny_catalog)
+    raw = [
+        ("D1 bomb", "/v1/embed/image", {"json": {"images": [bomb]}}, 413, "images[0]"),
+        ("D2 surrogate", "/v1/embed/text", {"content": b'{"texts": ["ok", "\\ud800"]}'}, 422, "texts[1]"),
+        ("D3 k NaN", "/v1/search", {"content": b'{"text": "dress", "k": NaN}'}, 422, "k"),
+        ("D3 surrogate for a list", "/v1/embed/text", {"content": b'{"texts": "\\ud800"}'}, 422, "texts"),
+        ("D3 multipart", "/v1/embed/text", {"files": {"texts": ("a.txt", b"\xff\xfe binary")}}, 422, "body"),
+        ("D3 image/jpeg body", "/v1/embed/image", {"content": jpeg, "headers": {"content-type": "image/jpeg"}},
+         422, "body"),
+        ("D3 not JSON", "/v1/search", {"content": b"{not json", "headers": {"content-type": "application/json"}},
+         422, "body"),
+        # D4: the issue's 7.8 MB body of 3.9M wrong items, scaled to this server's 300 kB body limit.
+        ("D4 many wrong items", "/v1/embed/text",
+         {"content": b'{"texts": [' + b",".join([b"1"] * 140_000) + b"]}"}, 413, "texts"),
+        ("unknown route", "/v1/nothing-here", {"json": {}}, 404, "path"),
+    ]
+    for name, path, kwargs, status, field in raw:
+        kwargs.setdefault("headers", {"content-type": "application/json"} if "content" in kwargs else {})
+        r = httpx.post(f"{url}{path}", timeout=120, **kwargs)
+        assert r.status_code == status, (name, r.status_code, r.text[:500])
+        assert set(r.json()) == {"detail"} and r.json()["detail"]["field"] == field, (name, r.text[:500])
+        assert len(r.content) < 1000 and "0x" not in r.text, (name, r.text[:500])
+    assert "images[0]" in httpx.post(f"{url}/v1/embed/image", json={"images": [base64.b64encode(b"junk").decode()]},
+                                     timeout=60).text
+
+    # A bad text and good ones arriving together: only the bad one's request fails.
+    with httpx.Client(timeout=60) as client:
+        results = {}
+
+        def send(key, content):
+            results[key] = client.post(f"{url}/v1/embed/text", content=content,
+                                       headers={"content-type": "application/json"})
+
+        threads = [threading.Thread(target=send, args=(k, c)) for k, c in
+                   [("bad", b'{"texts": ["\\ud800"]}'), *[(f"good{i}", b'{"texts": ["a red dress"]}') for i in range(6)]]]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert results["bad"].status_code == 422
+    assert all(results[f"good{i}"].status_code == 200 for i in range(6))
+
+    schema = httpx.get(f"{url}/openapi.json").json()
+    for path in ("/v1/embed/text", "/v1/embed/image", "/v1/search", "/v1/attributes", "/v1/categorize"):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert {"404", "413", "422", "503"} <= set(responses), (path, sorted(responses))
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_a_moved_tracking_store_still_serves(fashionvil_bundle, tmp_path):
+    """D8: the registry records absolute artifact paths; a store moved (or mounted elsewhere, as the
+    Dockerfile's mlflow/ volume is) serves its versions, found relative to its database."""
+    import shutil
+
+    from fashionvlp.tracking.mlflow_tracking import Tracking
+    from fashionvlp.tracking.registry import register_bundle, set_production
+    from tests.serving.conftest import serving_process
+
+    _, bundle = fashionvil_bundle
+    store = tmp_path / "first" / "mlflow"
+    store.mkdir(parents=True)
+    tracking = Tracking(f"sqlite:///{store / 'mlflow.db'}", "moved", (store / "artifacts").as_uri())
+    run_id = tracking.start_run("export")
+    version = register_bundle(tracking.client, run_id, bundle, MODEL_NAME, {"xmr.ITR": 1.0}, {})
+    tracking.end_run(run_id)
+    set_production(tracking.client, MODEL_NAME, version)
+    moved = tmp_path / "mounted" / "mlflow"
+    moved.parent.mkdir()
+    shutil.move(str(store), str(moved))
+    config = {"model": f"models:/{MODEL_NAME}@production", "tracking_uri": f"sqlite:///{moved / 'mlflow.db'}",
+              "cache_dir": str(tmp_path / "cache"), "index": {"catalog": None}, "reload": {"poll_seconds": 0}}
+    with serving_process(config, tmp_path) as (url, log):
+        assert httpx.get(f"{url}/readyz").json()["model"]["version"] == version
+        r = post(url, "/v1/embed/text", {"texts": ["served from the moved store"]})
+        assert r.status_code == 200 and r.json()["model_version"] == version
+        assert "found under the tracking store" in log.read_text()

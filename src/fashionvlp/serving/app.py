@@ -23,8 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fashionvlp.serving.batching import MicroBatcher, Unbatched
 from fashionvlp.serving.bundle import Bundle, InputError
@@ -44,12 +47,41 @@ class FastJSON(JSONResponse):
 
 
 # --- requests -------------------------------------------------------------------------------------
+# A list's length is checked before its items (pydantic stops at the length), so a body of millions of
+# wrong items costs one error, not one per item. MAX_LIST_ITEMS bounds the schema; limits.max_items
+# (smaller) is checked after.
+MAX_LIST_ITEMS = 1024
+
+
 class TextsRequest(BaseModel):
-    texts: list[str] = Field(description="Texts to embed (title + '. ' + description for products).")
+    texts: list[str] = Field(max_length=MAX_LIST_ITEMS,
+                             description="Texts to embed (title + '. ' + description for products).")
 
 
 class ImagesRequest(BaseModel):
-    images: list[str] = Field(description="Base64-encoded image files (JPEG, PNG, WebP …).")
+    images: list[str] = Field(max_length=MAX_LIST_ITEMS, description="Base64-encoded image files (JPEG, PNG, WebP …).")
+
+
+class ErrorDetail(BaseModel):
+    field: str = Field(description="The request field at fault: `texts[2]`, `image`, `k`, `body`, `path`, `model`.")
+    error: str = Field(description="What is wrong with it.")
+
+
+class ErrorBody(BaseModel):
+    """Every error the app answers has this shape."""
+
+    detail: ErrorDetail
+
+
+MAX_ERROR_CHARS = 500  # an error message is capped: it never echoes a client's input back at length
+ERROR_RESPONSES = {status: {"model": ErrorBody, "description": text} for status, text in {
+    400: "The request cannot be read (malformed HTTP).",
+    404: "No such route, product, or capability in the served bundle (the field says which).",
+    405: "The route does not take this method.",
+    413: "Over a limit: body bytes, items, characters, image pixels.",
+    422: "A field is missing, of the wrong type, or unusable (an undecodable image, an invalid text).",
+    503: "No model is loaded yet.",
+}.items()}
 
 
 class SearchRequest(BaseModel):
@@ -78,7 +110,8 @@ class ServedModel:
         return self.resolved.version
 
     def describe(self) -> dict:
-        return {"uri": self.resolved.uri, "version": self.version, "bundle": str(self.bundle.path),
+        # Names, not absolute paths: /readyz is public and the layout of the host is not its business.
+        return {"uri": self.resolved.uri, "version": self.version, "bundle": self.bundle.path.name,
                 "arch": self.bundle.arch, "graphs": self.bundle.files,
                 "loaded_at": self.loaded_at}
 
@@ -135,6 +168,7 @@ class ServingState:
 
     async def load(self, resolved: Resolved) -> ServedModel:
         bundle, index = await asyncio.get_running_loop().run_in_executor(None, self._load_blocking, resolved)
+        await asyncio.get_running_loop().run_in_executor(None, smoke_test, bundle, index)
         model = ServedModel(resolved, bundle, index, self._batchers(bundle))
         for batcher in model.batchers.values():
             batcher.start()
@@ -165,7 +199,11 @@ class ServingState:
         try:
             resolved = await loop.run_in_executor(None, self.source.current)
             version = resolved.version
-            if version == self.failed_version or (self.current is not None and version == self.current.version):
+            if self.current is not None and version == self.current.version:
+                # The alias is back on the served version: a later move to the failed one tries it again.
+                self.failed_version = None
+                return False
+            if version == self.failed_version:
                 return False
             log.info("%s moved to version %s; loading it beside version %s", self.source.spec, version,
                      self.current.version if self.current else None)
@@ -173,7 +211,7 @@ class ServingState:
         except Exception as exc:  # noqa: BLE001 — keep serving the old version; report why
             self.failed_version = version
             self.last_reload_error = f"version {version}: {type(exc).__name__}: {exc}"
-            self.metrics.reloads.labels("failed").inc()
+            self.metrics.reloads.labels("refused" if isinstance(exc, SmokeTestFailed) else "failed").inc()
             log.error("reload failed, still serving version %s: %s",
                       self.current.version if self.current else None, self.last_reload_error)
             return False
@@ -209,6 +247,52 @@ class ServingState:
         self.inference.shutdown(wait=False, cancel_futures=True)
 
 
+# --- checking a version before it serves ----------------------------------------------------------
+class SmokeTestFailed(RuntimeError):
+    """A version that loads but cannot answer: it is refused and the served version stays."""
+
+
+def _all_finite(outputs) -> bool:
+    if isinstance(outputs, dict):
+        return all(_all_finite(v) for v in outputs.values())
+    if isinstance(outputs, (list, tuple)):
+        return all(_all_finite(v) for v in outputs)
+    return bool(np.isfinite(np.asarray(outputs, dtype=np.float64)).all())
+
+
+def smoke_test(bundle: Bundle, index: CatalogIndex | None) -> None:
+    """Every graph of the bundle answers a probe with finite outputs of the expected shape, and a search
+    finds products. Catches what loads fine and serves nonsense (weights altered in place, NaNs)."""
+    probe_text = "a red cotton dress"
+    pixels = bundle.pixels(Image.new("RGB", (bundle.image_size, bundle.image_size), (180, 40, 40)))
+    checks = {"text": lambda: bundle.embed_texts([probe_text, probe_text + " with long sleeves"]),
+              "image": lambda: bundle.embed_images([pixels, pixels])}
+    if "attributes" in bundle.sessions:
+        checks["attributes"] = lambda: bundle.attribute_probabilities([(pixels, probe_text)] * 2)
+    if "categories" in bundle.sessions:
+        checks["categories"] = lambda: bundle.category_logits([(pixels, probe_text)] * 2)
+    problems, text_vectors = [], None
+    for graph, run in checks.items():
+        if graph not in bundle.sessions:
+            continue
+        try:
+            out = run()
+        except Exception as exc:  # noqa: BLE001 — reported as the reason the version is refused
+            problems.append(f"{graph}: {type(exc).__name__}: {exc}")
+            continue
+        if len(out) != 2:
+            problems.append(f"{graph}: {len(out)} outputs for 2 inputs")
+        elif not _all_finite(out):
+            problems.append(f"{graph}: outputs are not finite")
+        if graph == "text" and not problems:
+            text_vectors = np.asarray(out)
+    if index is not None and text_vectors is not None and not problems:
+        if not index.search(text_vectors[:1], 5)[0]:
+            problems.append("search: no results from the catalog index")
+    if problems:
+        raise SmokeTestFailed("smoke test failed: " + "; ".join(problems))
+
+
 # --- request checks -------------------------------------------------------------------------------
 def _check_count(items: list, field_name: str, limit: int) -> None:
     if not items:
@@ -222,7 +306,46 @@ def _check_text(text: str, field_name: str, limit: int) -> str:
         raise InputError(field_name, "empty text")
     if len(text) > limit:
         raise InputError(field_name, f"text of {len(text)} characters, over the limit of {limit}", 413)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: JSON can carry it, no tokenizer can read it
+        raise InputError(field_name, f"not valid Unicode: a lone surrogate at character {exc.start}") from None
     return text
+
+
+def error_response(field_name: str, message: str, status: int) -> JSONResponse:
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[:MAX_ERROR_CHARS] + " …"
+    return JSONResponse({"detail": {"field": field_name, "error": message}}, status)
+
+
+def _field_of(location: tuple) -> str:
+    """pydantic's ('body', 'texts', 3) → 'texts[3]'; the body itself → 'body'."""
+    parts = [str(p) for p in location if p != "body"] if len(location) > 1 else ["body"]
+    name = ""
+    for part in parts:
+        name += f"[{part}]" if part.isdigit() else (f".{part}" if name else part)
+    return name or "body"
+
+
+def validation_error_response(errors: list[dict], max_items: int) -> JSONResponse:
+    """A request that does not fit its model: the first problem, in the one error shape, without the input
+    (FastAPI's own handler echoes it, and crashes on a NaN, bytes or a lone surrogate)."""
+    first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request", "type": "value_error"}
+    field_name = _field_of(tuple(first.get("loc", ("body",))))
+    context = first.get("ctx") or {}
+    if first.get("type") == "too_long" and "actual_length" in context:
+        return error_response(field_name, f"{context['actual_length']} items, over the limit of {max_items}", 413)
+    message = str(first.get("msg", "invalid"))
+    if first.get("type") == "json_invalid":  # its location is ("body", <character position>)
+        location = tuple(first.get("loc", ()))
+        field_name = "body"
+        message = f"not valid JSON (at character {location[-1] if len(location) > 1 else '?'}: " \
+                  f"{context.get('error', message)})"
+    elif first.get("type") in ("model_attributes_type", "dict_type") and field_name == "body":
+        message = "the body must be a JSON object (Content-Type: application/json) of this route's fields"
+    more = len(errors) - 1
+    return error_response(field_name, message + (f" (and {more} more problem(s))" if more > 0 else ""), 422)
 
 
 def _image_bytes(data: str, field_name: str) -> bytes:
@@ -272,8 +395,7 @@ class BodyLimit:
         return await self.app(scope, replayed, send)
 
     async def _reject(self, scope, receive, send, size: str):
-        response = JSONResponse({"detail": {"field": "body", "error": f"request body of {size}, over the "
-                                                                      f"limit of {self.limit} bytes"}}, 413)
+        response = error_response("body", f"request body of {size}, over the limit of {self.limit} bytes", 413)
         await response(scope, receive, send)
 
 
@@ -294,9 +416,9 @@ def create_app(config: ServingConfig) -> FastAPI:
         yield
         await state.close()
 
-    app = FastAPI(title="fashionvlp serving", version="1", lifespan=lifespan,
+    app = FastAPI(title="fashionvlp serving", version="1", lifespan=lifespan, responses=ERROR_RESPONSES,
                   description="Embeddings, text→image search, attributes and categories from an exported "
-                              "fashionvlp ONNX bundle.")
+                              "fashionvlp ONNX bundle. Every error answers `{\"detail\": {\"field\", \"error\"}}`.")
     app.state.serving = state
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     Instrumentator(registry=state.metrics.registry, excluded_handlers=["/metrics"]).instrument(app).expose(
@@ -304,7 +426,17 @@ def create_app(config: ServingConfig) -> FastAPI:
 
     @app.exception_handler(InputError)
     async def input_error(request: Request, exc: InputError):
-        return JSONResponse({"detail": {"field": exc.field, "error": exc.message}}, exc.status)
+        return error_response(exc.field, exc.message, exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return validation_error_response(list(exc.errors()), limits.max_items)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        field_name = "path" if exc.status_code in (404, 405) else "body"
+        return error_response(field_name, f"{exc.detail}: {request.method} {request.url.path}"
+                              if exc.status_code in (404, 405) else str(exc.detail), exc.status_code)
 
     @app.get("/healthz")
     async def healthz():
@@ -320,9 +452,10 @@ def create_app(config: ServingConfig) -> FastAPI:
                 "requested_providers": config.providers,
                 "cpu_fallback": provider == "CPUExecutionProvider" and config.providers[0] != provider,
                 "fallback_reason": model.bundle.fallback_reason,
-                "index": {"products": len(model.index), "catalog": str(model.index.catalog)} if model.index else None,
+                "index": {"products": len(model.index), "catalog": model.index.catalog.name} if model.index else None,
                 "batching": config.batching.model_dump(), "hot_reload": state.source.follows_alias
-                and config.reload.poll_seconds > 0, "last_reload_error": state.last_reload_error}
+                and config.reload.poll_seconds > 0, "last_reload_error": state.last_reload_error,
+                "refused_version": state.failed_version}
 
     @app.post("/v1/embed/text")
     async def embed_text(body: TextsRequest):
@@ -394,5 +527,8 @@ def create_app(config: ServingConfig) -> FastAPI:
 def serve(config: ServingConfig) -> None:
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=False)
+    # force: the CLI set its own terse handler; a server's log lines need their time.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    # log_config=None: uvicorn's own lines go through the root handler above, with timestamps.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info", access_log=False,
+                log_config=None)

@@ -2,7 +2,8 @@
 most ``max_batch_size`` items, waiting at most ``max_wait_ms`` after the first item for others to join.
 
 One batch runs at a time per batcher, off the event loop (ONNX Runtime releases the GIL and already uses
-every core inside a call). A failing batch fails each of its items' requests, not the batcher.
+every core inside a call). When a batch of several items fails, each item is run again on its own, so one
+request's bad item fails that request only, never the others merged with it; the batcher goes on.
 """
 
 from __future__ import annotations
@@ -71,17 +72,25 @@ class MicroBatcher:
                 self.observe(self.name, len(live), started - min(e[2] for e in live))
             self.busy = True
             try:
-                results = await loop.run_in_executor(self.executor, self.run_batch, [e[0] for e in live])
-            except Exception as exc:  # noqa: BLE001 — handed to every waiting request
-                for _, future, _ in live:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
+                await self._run(loop, live)
             finally:
                 self.busy = False
-            for (_, future, _), result in zip(live, results):
+
+    async def _run(self, loop, live: list[tuple]) -> None:
+        try:
+            results = await loop.run_in_executor(self.executor, self.run_batch, [e[0] for e in live])
+        except Exception as exc:  # noqa: BLE001 — handed to the requests whose item fails
+            if len(live) > 1:
+                for entry in live:
+                    await self._run(loop, [entry])
+                return
+            for _, future, _ in live:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(exc)
+            return
+        for (_, future, _), result in zip(live, results):
+            if not future.done():
+                future.set_result(result)
 
     async def drain(self, timeout: float) -> None:
         """Waits until nothing is queued or running (or ``timeout``), then stops the worker."""

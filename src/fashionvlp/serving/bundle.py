@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import hashlib
 import io
 import json
 import logging
@@ -63,6 +64,48 @@ def open_session(path: Path, providers: list[str] | None = None, intra_op_thread
     return ort.InferenceSession(str(path), options, providers=wanted)
 
 
+MANIFEST = "manifest.json"
+
+
+def file_checksums(root: Path) -> dict[str, str]:
+    """sha256 of every file of a bundle (relative path → hex digest), the manifest itself excepted."""
+    root = Path(root)
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return out
+
+
+def seal(root: Path) -> None:
+    """Writes the checksums of every file into the manifest: the export's last step."""
+    manifest = json.loads((Path(root) / MANIFEST).read_text())
+    manifest["checksums"] = file_checksums(root)
+    (Path(root) / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def verify(root: Path) -> None:
+    """``BundleError`` naming every file that is missing or differs from the manifest's checksum (a corrupt
+    download, a truncated copy, weights altered in place). A bundle exported before checksums is let
+    through with a warning."""
+    root = Path(root)
+    expected = json.loads((root / MANIFEST).read_text()).get("checksums")
+    if expected is None:
+        log.warning("bundle %s has no checksums (exported before they were added): its files are not verified",
+                    root.name)
+        return
+    found = file_checksums(root)
+    bad = sorted(name for name, digest in expected.items() if found.get(name) != digest)
+    if bad:
+        missing = [n for n in bad if n not in found]
+        raise BundleError(f"bundle {root.name}: {len(bad)} file(s) differ from the manifest's checksums "
+                          f"({', '.join(bad[:5])}{' …' if len(bad) > 5 else ''})"
+                          + (f"; missing: {', '.join(missing[:5])}" if missing else ""))
+
+
 def find_bundle(root: Path) -> Path:
     """The bundle inside ``root``: itself, or the ``manifest.json`` folder of a downloaded registry version."""
     root = Path(root)
@@ -86,10 +129,11 @@ class Bundle:
         from transformers import AutoTokenizer
 
         self.path = find_bundle(self.path)
-        missing = [f for f in ("manifest.json", "preprocessing.json", "labels.json", "tokenizer")
+        missing = [f for f in (MANIFEST, "preprocessing.json", "labels.json", "tokenizer")
                    if not (self.path / f).exists()]
         if missing:
             raise BundleError(f"bundle {self.path} is missing {missing}")
+        verify(self.path)
         self.manifest = json.loads((self.path / "manifest.json").read_text())
         self.preprocessing = json.loads((self.path / "preprocessing.json").read_text())
         self.labels = json.loads((self.path / "labels.json").read_text())
@@ -128,6 +172,8 @@ class Bundle:
 
     # --- inputs -----------------------------------------------------------------------------------
     def decode_image(self, data: bytes, field_name: str, max_pixels: int) -> Image.Image:
+        """Client bytes → RGB image, or ``InputError`` naming ``field_name``: whatever a decoder raises on
+        them is the client's input, never a server error."""
         try:
             with Image.open(io.BytesIO(data)) as probe:
                 width, height = probe.size
@@ -135,10 +181,14 @@ class Bundle:
                     raise InputError(field_name, f"image is {width}×{height} = {width * height} pixels, over the "
                                                  f"limit of {max_pixels}", 413)
                 image = probe.convert("RGB")
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            if isinstance(exc, InputError):
-                raise
-            raise InputError(field_name, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+        except InputError:
+            raise
+        except Image.DecompressionBombError as exc:
+            # Pillow refuses before our own check can read the size (over twice its MAX_IMAGE_PIXELS).
+            raise InputError(field_name, f"image is over the limit of {max_pixels} pixels ({exc})", 413) from exc
+        except Exception as exc:  # noqa: BLE001 — a decoder's failure on client bytes is a bad input
+            reason = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) else f"{type(exc).__name__}: {exc}"
+            raise InputError(field_name, f"not a readable image ({reason})") from exc
         return image
 
     def pixels(self, image: Image.Image) -> np.ndarray:

@@ -68,6 +68,7 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
     from fashionvlp.export.graphs import AttributeGraph, CategoryGraph, ImageGraph, TextGraph
     from fashionvlp.errors import ParityError
     from fashionvlp.export.onnx_export import export_graph, parity
+    from fashionvlp.serving.bundle import seal
     from fashionvlp.errors import ModelInputError
     from fashionvlp.models.registry import load_pretrained
     from fashionvlp.stages.evaluate import task_heads
@@ -152,6 +153,7 @@ def export(params: Params, sources: dict[str, Path] | None = None, catalog: Path
                             **int8_accuracy_cost(staging, cat, products, PaperProtocol(
                                 ev.paper_queries, ev.paper_negatives, ev.paper_repeats, ev.seed), ev.allow_fallback)}
             (staging / "quantization.json").write_text(json.dumps(quantization, indent=2))
+        seal(staging)
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)

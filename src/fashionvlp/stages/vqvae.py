@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from fashionvlp.config import Params
 from fashionvlp.data.catalog_io import read_catalog
@@ -76,8 +78,26 @@ def _load_images(root: Path, paths: list[str], size: int) -> torch.Tensor:
 
 
 def _image_batches(root: Path, paths: list[str], size: int, workers: int, batch: int = ENCODE_BATCH):
-    """Every image, a batch at a time, decoded by ``workers`` processes ahead of the encoder."""
-    return DataLoader(_ImageFiles(root, paths, size), batch_size=batch, num_workers=workers)
+    """Every image, a batch at a time, decoded by ``workers`` threads ahead of the encoder (Pillow's decode
+    and resize release the GIL; threads, unlike loader processes, neither fork a process holding a Prefect
+    server's threads nor copy it), with at most ``workers + 1`` batches in flight."""
+    files = _ImageFiles(root, paths, size)
+
+    def load(start: int) -> torch.Tensor:
+        return torch.stack([files[i] for i in range(start, min(start + batch, len(files)))])
+
+    starts = range(0, len(files), batch)
+    if workers == 0:
+        yield from map(load, starts)
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="vqvae-decode") as pool:
+        pending: deque = deque()
+        for start in starts:
+            pending.append(pool.submit(load, start))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _training_images(paths: list[str], limit: int, seed: int) -> list[str]:
