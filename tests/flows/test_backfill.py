@@ -19,6 +19,7 @@ def test_backfill_fills_missing_attributes_resumes_and_is_dvc_tracked(prefect_ha
     from fashionvlp.config import load_params
     from fashionvlp.data.catalog_io import read_catalog
     from fashionvlp.data.versioning import dir_md5
+    from fashionvlp.serving.bundle import seal
     from fashionvlp.stages.backfill import ShardSpec, missing_attributes, run_shard
     from fashionvlp.tracking.mlflow_tracking import Tracking
     from fashionvlp.tracking.registry import register_bundle, set_production
@@ -30,6 +31,7 @@ def test_backfill_fills_missing_attributes_resumes_and_is_dvc_tracked(prefect_ha
     thresholds = json.loads((bundle / "attribute_thresholds.json").read_text())
     thresholds["thresholds"]["color"] = 0.0
     (bundle / "attribute_thresholds.json").write_text(json.dumps(thresholds))
+    seal(bundle)   # an edited bundle is a new one: its manifest's checksums are written again
 
     overrides = TINY_MODEL + ["backfill.shards=3", "backfill.workers=2", "backfill.batch_size=8"]
     params = load_params(repo / "params.yaml", overrides=overrides)
