@@ -277,14 +277,19 @@ class CatalogWriter:
             return None
         return self.add_image_bytes(product_id, index, view, path.read_bytes(), record=record)
 
-    def _add(self, store: list, model, record: str, fields: dict[str, Any]):
+    def _validated(self, model, record: str, fields: dict[str, Any]):
+        """The record as ``model``, or None with each field's problem recorded."""
         try:
-            item = model(**fields)
+            return model(**fields)
         except ValidationError as exc:
             for err in exc.errors():
                 self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
             return None
-        store.append(item)
+
+    def _add(self, store: list, model, record: str, fields: dict[str, Any]):
+        item = self._validated(model, record, fields)
+        if item is not None:
+            store.append(item)
         return item
 
     def add_report(self, name: str, text: str) -> Path:
@@ -297,13 +302,8 @@ class CatalogWriter:
         return path
 
     def add_product(self, record: str, **fields: Any) -> Product | None:
-        try:
-            product = Product(**fields)
-        except ValidationError as exc:
-            for err in exc.errors():
-                self.reject(record, ".".join(str(p) for p in err["loc"]), err["msg"])
-            return None
-        if self._check_product(product):
+        product = self._validated(Product, record, fields)
+        if product is not None and self._check_product(product):
             self.products.append(product)
         return product
 

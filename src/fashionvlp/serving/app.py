@@ -150,7 +150,9 @@ class ServingState:
 
     def _load_blocking(self, resolved: Resolved) -> tuple[Bundle, CatalogIndex | None]:
         cfg = self.config
-        bundle = Bundle(self.source.fetch(resolved), cfg.providers, cfg.intra_op_threads, cfg.int8)
+        # A registry version's files were checked by fetch; a bundle directory is checked by Bundle.
+        bundle = Bundle(self.source.fetch(resolved), cfg.providers, cfg.intra_op_threads, cfg.int8,
+                        verified=self.source.path is None)
         index = None
         if cfg.index.catalog is not None and "image" in bundle.sessions:
             index = CatalogIndex.build(bundle, cfg.resolve(cfg.index.catalog), cfg.index.splits,

@@ -124,6 +124,7 @@ class Bundle:
     providers: list[str] = field(default_factory=lambda: ["CPUExecutionProvider"])
     intra_op_threads: int = 0
     int8: bool = False          # the encoders' dynamic-int8 graphs (export --int8) instead of fp32
+    verified: bool = False      # its files were just checked against the manifest (``ModelSource.fetch``)
 
     def __post_init__(self) -> None:
         from transformers import AutoTokenizer
@@ -133,7 +134,8 @@ class Bundle:
                    if not (self.path / f).exists()]
         if missing:
             raise BundleError(f"bundle {self.path} is missing {missing}")
-        verify(self.path)
+        if not self.verified:
+            verify(self.path)
         self.manifest = json.loads((self.path / "manifest.json").read_text())
         self.preprocessing = json.loads((self.path / "preprocessing.json").read_text())
         self.labels = json.loads((self.path / "labels.json").read_text())
